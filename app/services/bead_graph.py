@@ -1,0 +1,191 @@
+"""The bead dependency graph: edges with cycle rejection, readiness, and the atomic claim."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import and_, delete, exists, func, select, update
+from sqlalchemy.orm import aliased
+
+from app.extensions import db
+from app.models import Agent, Bead, BeadDependency, Project, utcnow
+from app.services.errors import Conflict, NotFound, ValidationError
+
+_Blocker = aliased(Bead)
+
+# A bead is ready when it is open and no bead it is blocked by is still unclosed.
+_has_open_blocker = (
+    exists()
+    .where(BeadDependency.bead_id == Bead.id)
+    .where(BeadDependency.blocker_id == _Blocker.id)
+    .where(_Blocker.status != "closed")
+)
+READY = and_(Bead.status == "open", ~_has_open_blocker)
+
+
+def edges_of(bead_ids: list[int]) -> tuple[dict[int, list[int]], dict[int, list[int]]]:
+    """(blocked_by, blocks) for the given beads, each a map id -> sorted ids."""
+    blocked_by: dict[int, list[int]] = {}
+    blocks: dict[int, list[int]] = {}
+    if not bead_ids:
+        return blocked_by, blocks
+    rows = db.session.execute(
+        select(BeadDependency.bead_id, BeadDependency.blocker_id).where(
+            (BeadDependency.bead_id.in_(bead_ids)) | (BeadDependency.blocker_id.in_(bead_ids))
+        ).order_by(BeadDependency.bead_id, BeadDependency.blocker_id)
+    ).all()
+    wanted = set(bead_ids)
+    for bead_id, blocker_id in rows:
+        if bead_id in wanted:
+            blocked_by.setdefault(bead_id, []).append(blocker_id)
+        if blocker_id in wanted:
+            blocks.setdefault(blocker_id, []).append(bead_id)
+    return blocked_by, blocks
+
+
+def _path_to(start: int, goal: int) -> list[int] | None:
+    """A blocked-by path start -> ... -> goal, searching breadth first one level per query."""
+    parents: dict[int, int | None] = {start: None}
+    frontier = [start]
+    while frontier:
+        rows = db.session.execute(
+            select(BeadDependency.bead_id, BeadDependency.blocker_id).where(BeadDependency.bead_id.in_(frontier))
+        ).all()
+        frontier = []
+        for bead_id, blocker_id in rows:
+            if blocker_id in parents:
+                continue
+            parents[blocker_id] = bead_id
+            if blocker_id == goal:
+                path = [goal]
+                while parents[path[-1]] is not None:
+                    path.append(parents[path[-1]])
+                return list(reversed(path))
+            frontier.append(blocker_id)
+    return None
+
+
+def add_dependency(bead_id: int, blocker_id: int, *, commit: bool = True) -> None:
+    """Record that `bead_id` is blocked by `blocker_id`; refuses self-edges, other projects and cycles."""
+    bead = db.session.get(Bead, bead_id)
+    if bead is None:
+        raise NotFound(f"bead {bead_id} not found", "id")
+    blocker = db.session.get(Bead, blocker_id)
+    if blocker is None:
+        raise NotFound(f"blocking bead {blocker_id} not found", "blocked_by")
+    if blocker_id == bead_id:
+        raise ValidationError("a bead cannot block itself", "blocked_by")
+    if blocker.project_id != bead.project_id:
+        raise ValidationError("dependencies must stay within one project", "blocked_by")
+    # Serialise graph edits per project (PostgreSQL row lock; SQLite serialises writers anyway).
+    db.session.execute(select(Project.id).where(Project.id == bead.project_id).with_for_update())
+    if db.session.get(BeadDependency, (bead_id, blocker_id)) is not None:
+        return
+    path = _path_to(blocker_id, bead_id)
+    if path is not None:
+        cycle = [bead_id] + path
+        raise Conflict(
+            "dependency would create a cycle: " + " -> ".join(f"#{i}" for i in cycle)
+            + " (each bead blocked by the next)",
+            "blocked_by", code="cycle", details={"cycle": cycle},
+        )
+    db.session.add(BeadDependency(bead_id=bead_id, blocker_id=blocker_id))
+    if commit:
+        db.session.commit()
+    else:
+        db.session.flush()
+
+
+def add_dependencies(bead_id: int, blocker_ids: list[int]) -> None:
+    """Add several blockers in one transaction: all of them, or none if any is refused."""
+    try:
+        for blocker_id in dict.fromkeys(blocker_ids):
+            add_dependency(bead_id, blocker_id, commit=False)
+    except Exception:
+        db.session.rollback()
+        raise
+    db.session.commit()
+
+
+def remove_dependency(bead_id: int, blocker_id: int) -> None:
+    if db.session.get(Bead, bead_id) is None:
+        raise NotFound(f"bead {bead_id} not found", "id")
+    result = db.session.execute(
+        delete(BeadDependency).where(BeadDependency.bead_id == bead_id, BeadDependency.blocker_id == blocker_id)
+    )
+    if result.rowcount == 0:
+        raise NotFound(f"bead {bead_id} is not blocked by bead {blocker_id}", "other")
+    db.session.commit()
+
+
+def ready_beads(project_id: int | None = None, limit: int = 50, offset: int = 0) -> tuple[list[Bead], int]:
+    """Open beads whose blockers are all closed: P0 first, then oldest first."""
+    query = select(Bead).where(READY)
+    if project_id is not None:
+        query = query.where(Bead.project_id == project_id)
+    total = db.session.scalar(select(func.count()).select_from(query.subquery()))
+    items = db.session.scalars(
+        query.order_by(Bead.priority, Bead.created_at, Bead.id).limit(limit).offset(offset)
+    ).all()
+    return list(items), int(total or 0)
+
+
+def claim_bead(bead_id: int, agent_id: int, lease_seconds: int) -> Bead:
+    """Atomically give a ready bead to an idle agent, or raise Conflict.
+
+    Two compare-and-set UPDATEs in one transaction: the agent idle -> working, then the bead
+    open+unassigned+ready -> in_progress with a lease and a bumped fencing token. Exactly one
+    of any number of concurrent claimers sees rowcount 1 on both; everyone else gets a 409.
+    """
+    bead = db.session.get(Bead, bead_id)
+    if bead is None:
+        raise NotFound(f"bead {bead_id} not found", "id")
+    agent = db.session.get(Agent, agent_id)
+    if agent is None:
+        raise NotFound(f"agent {agent_id} not found", "agent_id")
+    if agent.project_id is not None and agent.project_id != bead.project_id:
+        raise ValidationError(f"agent {agent_id} belongs to another project", "agent_id")
+    if bead.type == "decision":
+        raise Conflict("decision beads are decided by a person, not claimed by an agent", "id",
+                       code="not_claimable")
+    project_id = bead.project_id
+    db.session.rollback()  # drop the snapshot: the decision below rests only on the conditional UPDATEs
+    now = utcnow()
+
+    got_agent = db.session.execute(
+        update(Agent)
+        .where(Agent.id == agent_id, Agent.status == "idle")
+        .values(status="working", current_bead_id=bead_id, last_heartbeat_at=now, updated_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if got_agent != 1:
+        db.session.rollback()
+        status = db.session.scalar(select(Agent.status).where(Agent.id == agent_id))
+        raise Conflict(f"agent {agent_id} is {status}, not idle", "agent_id", code="agent_busy")
+
+    got_bead = db.session.execute(
+        update(Bead)
+        .where(Bead.id == bead_id, Bead.project_id == project_id, Bead.assigned_to.is_(None), READY)
+        .values(status="in_progress", assigned_to=agent_id, lease_expires_at=now + timedelta(seconds=lease_seconds),
+                fencing_token=Bead.fencing_token + 1, dispatch_count=Bead.dispatch_count + 1,
+                status_reason=None, updated_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if got_bead != 1:
+        db.session.rollback()
+        raise Conflict(_why_not_claimable(bead_id), "id", code="not_claimable")
+    db.session.commit()
+    claimed = db.session.get(Bead, bead_id)
+    db.session.refresh(claimed)
+    return claimed
+
+
+def _why_not_claimable(bead_id: int) -> str:
+    bead = db.session.get(Bead, bead_id)
+    if bead is None:
+        return f"bead {bead_id} no longer exists"
+    if bead.status != "open":
+        holder = f" by agent {bead.assigned_to}" if bead.status == "in_progress" and bead.assigned_to else ""
+        return f"bead {bead_id} is {bead.status}{holder}"
+    if bead.assigned_to is not None:
+        return f"bead {bead_id} is already assigned to agent {bead.assigned_to}"
+    return f"bead {bead_id} is waiting on unclosed blockers"

@@ -1,0 +1,225 @@
+"""Bead CRUD: create, read, list with filters, update, close/unblock/reopen, delete, comments."""
+from __future__ import annotations
+
+from typing import Iterable
+
+from sqlalchemy import exists, func, select
+
+from app.extensions import db
+from app.models import BEAD_STATUSES, BEAD_TYPES, Agent, Bead, BeadDependency, BeadTag, Comment, utcnow
+from app.services import bead_graph
+from app.services.errors import Conflict, NotFound, ValidationError
+from app.services.projects import get_project
+
+MAX_TAGS = 20
+
+
+def get_bead(bead_id: int) -> Bead:
+    bead = db.session.get(Bead, bead_id)
+    if bead is None:
+        raise NotFound(f"bead {bead_id} not found", "id")
+    return bead
+
+
+def bead_view(bead: Bead) -> dict:
+    """The API shape of one bead, with both directions of its dependency edges."""
+    blocked_by, blocks = bead_graph.edges_of([bead.id])
+    return bead.to_dict(blocked_by=blocked_by.get(bead.id, []), blocks=blocks.get(bead.id, []))
+
+
+def beads_view(beads: list[Bead]) -> list[dict]:
+    blocked_by, blocks = bead_graph.edges_of([b.id for b in beads])
+    return [b.to_dict(blocked_by=blocked_by.get(b.id, []), blocks=blocks.get(b.id, [])) for b in beads]
+
+
+def normalise_tags(tags: Iterable[str]) -> list[str]:
+    out: list[str] = []
+    for raw in tags:
+        tag = raw.strip()
+        if not tag or len(tag) > 50:
+            raise ValidationError("each tag must be 1-50 characters", "tags")
+        if tag not in out:
+            out.append(tag)
+    if len(out) > MAX_TAGS:
+        raise ValidationError(f"at most {MAX_TAGS} tags", "tags")
+    return out
+
+
+def create_bead(project_id: int, title: str, *, description: str = "", priority: int = 2,
+                type: str = "task", tags: Iterable[str] = (), blocked_by: Iterable[int] = (),
+                acceptance: str | None = None, created_by: str | None = None) -> Bead:
+    get_project(project_id, field="project_id")
+    title = title.strip()
+    if not title:
+        raise ValidationError("title must not be empty", "title")
+    if type not in BEAD_TYPES:
+        raise ValidationError(f"type must be one of {', '.join(BEAD_TYPES)}", "type")
+    if priority not in (0, 1, 2, 3):
+        raise ValidationError("priority must be 0 (P0, highest) to 3 (P3)", "priority")
+    bead = Bead(project_id=project_id, title=title, description=description or "", priority=priority,
+                type=type, acceptance=acceptance or None, created_by=created_by, error_history=[])
+    bead.tag_rows = [BeadTag(tag=t) for t in normalise_tags(tags)]
+    db.session.add(bead)
+    db.session.flush()
+    for blocker_id in dict.fromkeys(blocked_by):
+        bead_graph.add_dependency(bead.id, blocker_id, commit=False)
+    db.session.commit()
+    return bead
+
+
+def list_beads(*, project_id: int | None = None, status: str | None = None, priority: int | None = None,
+               type: str | None = None, assigned_to: int | None = None, tag: str | None = None,
+               limit: int = 50, offset: int = 0) -> tuple[list[Bead], int]:
+    query = select(Bead)
+    if project_id is not None:
+        query = query.where(Bead.project_id == project_id)
+    if status is not None:
+        if status not in BEAD_STATUSES:
+            raise ValidationError(f"status must be one of {', '.join(BEAD_STATUSES)}", "status")
+        query = query.where(Bead.status == status)
+    if priority is not None:
+        query = query.where(Bead.priority == priority)
+    if type is not None:
+        query = query.where(Bead.type == type)
+    if assigned_to is not None:
+        query = query.where(Bead.assigned_to == assigned_to)
+    if tag is not None:
+        query = query.where(exists().where(BeadTag.bead_id == Bead.id, BeadTag.tag == tag))
+    total = db.session.scalar(select(func.count()).select_from(query.subquery()))
+    items = db.session.scalars(
+        query.order_by(Bead.priority, Bead.created_at, Bead.id).limit(limit).offset(offset)
+    ).all()
+    return list(items), int(total or 0)
+
+
+def update_bead(bead_id: int, changes: dict) -> Bead:
+    """Edit fields; a `status` change goes through the same rules as the dedicated routes."""
+    bead = get_bead(bead_id)
+    if "title" in changes:
+        title = (changes["title"] or "").strip()
+        if not title:
+            raise ValidationError("title must not be empty", "title")
+        bead.title = title
+    if "description" in changes:
+        bead.description = changes["description"] or ""
+    if "priority" in changes:
+        if changes["priority"] not in (0, 1, 2, 3):
+            raise ValidationError("priority must be 0 (P0, highest) to 3 (P3)", "priority")
+        bead.priority = changes["priority"]
+    if "type" in changes:
+        if changes["type"] not in BEAD_TYPES:
+            raise ValidationError(f"type must be one of {', '.join(BEAD_TYPES)}", "type")
+        bead.type = changes["type"]
+    if "acceptance" in changes:
+        bead.acceptance = changes["acceptance"] or None
+    if "tags" in changes:
+        bead.tag_rows = [BeadTag(tag=t) for t in normalise_tags(changes["tags"] or [])]
+    db.session.flush()
+    status = changes.get("status")
+    if status is not None and status != bead.status:
+        reason = changes.get("reason")
+        if status == "closed":
+            return close_bead(bead_id, reason)
+        if status == "blocked":
+            return block_bead(bead_id, reason or "blocked by a user")
+        if status == "open":
+            return reopen_bead(bead_id, reason)
+        raise Conflict("a bead goes in_progress only by being claimed (POST /beads/{id}/claim)", "status")
+    db.session.commit()
+    return bead
+
+
+def _release_agent(bead: Bead) -> None:
+    if bead.assigned_to is not None:
+        agent = db.session.get(Agent, bead.assigned_to)
+        if agent is not None and agent.current_bead_id == bead.id:
+            agent.current_bead_id = None
+            if agent.status == "working":
+                agent.status = "idle"
+
+
+def close_bead(bead_id: int, reason: str | None = None) -> Bead:
+    """Close a bead (idempotent). Its dependants whose other blockers are closed become ready."""
+    bead = get_bead(bead_id)
+    if bead.status == "closed":
+        return bead
+    _release_agent(bead)
+    bead.status = "closed"
+    bead.status_reason = reason
+    bead.closed_at = utcnow()
+    bead.lease_expires_at = None
+    db.session.commit()
+    return bead
+
+
+def block_bead(bead_id: int, reason: str) -> Bead:
+    bead = get_bead(bead_id)
+    if bead.status == "closed":
+        raise Conflict("a closed bead cannot be blocked; reopen it first", "status")
+    _release_agent(bead)
+    bead.status = "blocked"
+    bead.status_reason = reason
+    bead.lease_expires_at = None
+    db.session.commit()
+    return bead
+
+
+def unblock_bead(bead_id: int, reason: str | None = None) -> Bead:
+    bead = get_bead(bead_id)
+    if bead.status != "blocked":
+        raise Conflict(f"bead {bead_id} is {bead.status}, not blocked", "status")
+    bead.status = "open"
+    bead.status_reason = reason
+    bead.assigned_to = None
+    db.session.commit()
+    return bead
+
+
+def reopen_bead(bead_id: int, reason: str | None = None) -> Bead:
+    """Back to `open` from any status: releases a claim (the fencing token stops the old holder)."""
+    bead = get_bead(bead_id)
+    _release_agent(bead)
+    bead.status = "open"
+    bead.status_reason = reason
+    bead.assigned_to = None
+    bead.lease_expires_at = None
+    bead.closed_at = None
+    db.session.commit()
+    return bead
+
+
+def delete_bead(bead_id: int, force: bool = False) -> None:
+    """Refuse to delete a bead others depend on (or one being worked on) unless `force` is given."""
+    bead = get_bead(bead_id)
+    dependants = db.session.scalars(
+        select(BeadDependency.bead_id).where(BeadDependency.blocker_id == bead_id).order_by(BeadDependency.bead_id)
+    ).all()
+    if dependants and not force:
+        raise Conflict(
+            f"bead {bead_id} blocks beads {', '.join(map(str, dependants))}; remove those dependencies "
+            "or delete with force=true (the dependants stop waiting on it)", "id",
+            code="has_dependants", details={"dependants": list(dependants)},
+        )
+    if bead.status == "in_progress" and not force:
+        raise Conflict(f"bead {bead_id} is in progress; close it first or delete with force=true", "status")
+    _release_agent(bead)
+    db.session.delete(bead)
+    db.session.commit()
+
+
+def add_comment(bead_id: int, author: str, text: str) -> Comment:
+    get_bead(bead_id)
+    if not text.strip():
+        raise ValidationError("text must not be empty", "text")
+    comment = Comment(bead_id=bead_id, author=author, text=text)
+    db.session.add(comment)
+    db.session.commit()
+    return comment
+
+
+def list_comments(bead_id: int, limit: int = 50, offset: int = 0) -> tuple[list[Comment], int]:
+    get_bead(bead_id)
+    query = select(Comment).where(Comment.bead_id == bead_id)
+    total = db.session.scalar(select(func.count()).select_from(query.subquery()))
+    items = db.session.scalars(query.order_by(Comment.id).limit(limit).offset(offset)).all()
+    return list(items), int(total or 0)

@@ -1,0 +1,32 @@
+"""Structured log entries kept in the database (what `GET /api/v1/logs` and the logs page show)."""
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from app.extensions import db
+from app.models import LogEntry
+
+
+def record_log(level: str, source: str, message: str, *, project_id: int | None = None,
+               bead_id: int | None = None, agent_id: int | None = None, data: dict | None = None,
+               commit: bool = True) -> LogEntry:
+    entry = LogEntry(level=level.upper(), source=source, message=message, project_id=project_id,
+                     bead_id=bead_id, agent_id=agent_id, data=data or {})
+    db.session.add(entry)
+    if commit:
+        db.session.commit()
+    return entry
+
+
+def list_logs(*, level: str | None = None, source: str | None = None, bead_id: int | None = None,
+              limit: int = 50, offset: int = 0) -> tuple[list[LogEntry], int]:
+    query = select(LogEntry)
+    if level:
+        query = query.where(LogEntry.level == level)
+    if source:
+        query = query.where(LogEntry.source == source)
+    if bead_id is not None:
+        query = query.where(LogEntry.bead_id == bead_id)
+    total = db.session.scalar(select(func.count()).select_from(query.subquery()))
+    items = db.session.scalars(query.order_by(LogEntry.id.desc()).limit(limit).offset(offset)).all()
+    return list(items), int(total or 0)

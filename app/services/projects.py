@@ -1,0 +1,93 @@
+"""Projects: create (with a default team of agents), read, update, delete."""
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import func, select
+
+from app.extensions import db
+from app.models import GIT_STRATEGIES, Agent, Persona, Project
+from app.services.errors import Conflict, NotFound, ValidationError
+
+_BRANCH = re.compile(r"^(?!/)(?!.*\.\.)(?!.*//)[A-Za-z0-9._/-]{1,100}(?<!/)(?<!\.lock)$")
+_URL = re.compile(r"^(https?|ssh|git|file)://\S+$|^[\w.-]+@[\w.-]+:\S+$")
+
+
+def get_project(project_id: int, field: str = "id") -> Project:
+    project = db.session.get(Project, project_id)
+    if project is None:
+        raise NotFound(f"project {project_id} not found", field)
+    return project
+
+
+def _check_fields(fields: dict) -> None:
+    if "name" in fields:
+        name = (fields["name"] or "").strip()
+        if not name:
+            raise ValidationError("name must not be empty", "name")
+        fields["name"] = name
+    if fields.get("git_strategy") is not None and fields["git_strategy"] not in GIT_STRATEGIES:
+        raise ValidationError(f"git_strategy must be one of {', '.join(GIT_STRATEGIES)}", "git_strategy")
+    if fields.get("default_branch") is not None and not _BRANCH.match(fields["default_branch"]):
+        raise ValidationError("default_branch is not a valid git branch name", "default_branch")
+    repo = fields.get("git_repo")
+    if repo is not None:
+        repo = repo.strip()
+        if "\x00" in repo or (not repo.startswith("/") and not _URL.match(repo)):
+            raise ValidationError("git_repo must be an absolute local path or a git URL", "git_repo")
+        fields["git_repo"] = repo or None
+    if fields.get("max_concurrent") is not None and fields["max_concurrent"] < 1:
+        raise ValidationError("max_concurrent must be at least 1", "max_concurrent")
+
+
+def _name_taken(name: str, except_id: int | None = None) -> bool:
+    query = select(func.count()).select_from(Project).where(func.lower(Project.name) == name.lower())
+    if except_id is not None:
+        query = query.where(Project.id != except_id)
+    return bool(db.session.scalar(query))
+
+
+def create_project(name: str, *, description: str = "", git_repo: str | None = None,
+                   default_branch: str = "main", git_strategy: str = "branch", dedicated: bool = False,
+                   max_concurrent: int | None = None, team: list[str] | None = None) -> Project:
+    """Create a project and its default team: one agent per persona in `team` that exists."""
+    fields = dict(name=name, description=description or "", git_repo=git_repo, default_branch=default_branch,
+                  git_strategy=git_strategy, dedicated=dedicated, max_concurrent=max_concurrent)
+    _check_fields(fields)
+    if _name_taken(fields["name"]):
+        raise Conflict(f"a project named {fields['name']!r} already exists", "name", code="exists")
+    project = Project(**fields)
+    db.session.add(project)
+    db.session.flush()
+    for persona_name in team or []:
+        persona = db.session.get(Persona, persona_name)
+        if persona is not None:
+            db.session.add(Agent(name=persona.title, persona=persona.name, role=persona.role,
+                                 project_id=project.id, status="idle"))
+    db.session.commit()
+    return project
+
+
+def list_projects(limit: int = 50, offset: int = 0) -> tuple[list[Project], int]:
+    total = db.session.scalar(select(func.count()).select_from(Project))
+    items = db.session.scalars(select(Project).order_by(Project.id).limit(limit).offset(offset)).all()
+    return list(items), int(total or 0)
+
+
+def update_project(project_id: int, changes: dict) -> Project:
+    project = get_project(project_id)
+    changes = dict(changes)
+    _check_fields(changes)
+    if "name" in changes and _name_taken(changes["name"], except_id=project_id):
+        raise Conflict(f"a project named {changes['name']!r} already exists", "name", code="exists")
+    for key, value in changes.items():
+        setattr(project, key, value)
+    db.session.commit()
+    return project
+
+
+def delete_project(project_id: int) -> None:
+    """Delete a project with its beads and agents (the database cascades)."""
+    project = get_project(project_id)
+    db.session.delete(project)
+    db.session.commit()

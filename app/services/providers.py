@@ -1,0 +1,99 @@
+"""LLM providers: register, edit, and check health against the OpenAI-compatible `/models` route."""
+from __future__ import annotations
+
+import time
+from urllib.parse import urlsplit
+
+import httpx
+from sqlalchemy import func, select
+
+from app.extensions import db
+from app.models import Provider, utcnow
+from app.services.errors import Conflict, NotFound, ValidationError
+
+
+def get_provider(provider_id: int) -> Provider:
+    provider = db.session.get(Provider, provider_id)
+    if provider is None:
+        raise NotFound(f"provider {provider_id} not found", "id")
+    return provider
+
+
+def _check_endpoint(endpoint: str) -> str:
+    endpoint = endpoint.strip().rstrip("/")
+    parts = urlsplit(endpoint)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValidationError("endpoint must be an http(s) URL, e.g. https://api.openai.com/v1", "endpoint")
+    return endpoint
+
+
+def create_provider(name: str, endpoint: str, *, model: str | None = None, api_key: str | None = None) -> Provider:
+    name = name.strip()
+    if not name:
+        raise ValidationError("name must not be empty", "name")
+    if db.session.scalar(select(func.count()).select_from(Provider).where(Provider.name == name)):
+        raise Conflict(f"a provider named {name!r} already exists", "name", code="exists")
+    provider = Provider(name=name, endpoint=_check_endpoint(endpoint), model=model or None, api_key=api_key or None)
+    db.session.add(provider)
+    db.session.commit()
+    return provider
+
+
+def list_providers(limit: int = 50, offset: int = 0) -> tuple[list[Provider], int]:
+    total = db.session.scalar(select(func.count()).select_from(Provider))
+    items = db.session.scalars(select(Provider).order_by(Provider.id).limit(limit).offset(offset)).all()
+    return list(items), int(total or 0)
+
+
+def update_provider(provider_id: int, changes: dict) -> Provider:
+    provider = get_provider(provider_id)
+    if "name" in changes:
+        name = (changes["name"] or "").strip()
+        if not name:
+            raise ValidationError("name must not be empty", "name")
+        taken = select(func.count()).select_from(Provider).where(Provider.name == name, Provider.id != provider_id)
+        if db.session.scalar(taken):
+            raise Conflict(f"a provider named {name!r} already exists", "name", code="exists")
+        provider.name = name
+    if "endpoint" in changes:
+        provider.endpoint = _check_endpoint(changes["endpoint"] or "")
+    if "model" in changes:
+        provider.model = changes["model"] or None
+    if "api_key" in changes:
+        provider.api_key = changes["api_key"] or None
+    db.session.commit()
+    return provider
+
+
+def delete_provider(provider_id: int) -> None:
+    db.session.delete(get_provider(provider_id))
+    db.session.commit()
+
+
+def check_provider(provider_id: int, client: httpx.Client | None = None, timeout: float = 10.0) -> Provider:
+    """GET {endpoint}/models; healthy when it answers 200 with a model list, down otherwise."""
+    provider = get_provider(provider_id)
+    headers = {"Authorization": f"Bearer {provider.api_key}"} if provider.api_key else {}
+    own_client = client is None
+    client = client or httpx.Client(timeout=timeout)
+    started = time.perf_counter()
+    try:
+        response = client.get(f"{provider.endpoint}/models", headers=headers)
+        latency = (time.perf_counter() - started) * 1000
+        if response.status_code == 200 and isinstance(response.json().get("data"), list):
+            status, error = ("healthy" if latency < 5000 else "degraded"), None
+            models = [m.get("id") for m in response.json()["data"] if isinstance(m, dict)]
+            if not provider.model and models:
+                provider.model = models[0]
+        else:
+            status, error = "down", f"HTTP {response.status_code} from /models"
+    except (httpx.HTTPError, ValueError, AttributeError) as exc:
+        latency = (time.perf_counter() - started) * 1000
+        status, error = "down", f"{type(exc).__name__}: {exc}"[:500]
+    finally:
+        if own_client:
+            client.close()
+    provider.status, provider.latency_ms, provider.last_error = status, round(latency, 1), error
+    provider.last_checked_at = utcnow()
+    db.session.commit()
+    return provider

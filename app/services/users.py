@@ -1,0 +1,127 @@
+"""Users, roles and permissions; password hashing; the first admin; signed bearer tokens."""
+from __future__ import annotations
+
+import re
+import secrets
+from datetime import datetime, timedelta, timezone
+
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from sqlalchemy import func, select
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from app.extensions import db
+from app.models import ROLES, User, utcnow
+from app.services.errors import Conflict, NotFound, Unauthorized, ValidationError
+
+# resource:action permissions. Every route declares one of these (app/web/api/routing.py).
+READ = ["projects:read", "beads:read", "agents:read", "personas:read", "providers:read", "decisions:read",
+        "analytics:read", "activity:read", "logs:read", "events:read", "system:read"]
+WRITE = ["projects:write", "beads:write", "agents:write", "personas:write", "decisions:write", "pair:use"]
+ADMIN = ["projects:admin", "providers:write", "users:admin", "system:admin"]
+ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
+    "admin": frozenset(READ + WRITE + ADMIN),
+    "user": frozenset(READ + WRITE),
+    "viewer": frozenset(READ),
+    "service": frozenset(READ + WRITE),
+}
+USERNAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+MIN_PASSWORD = 8
+_TOKEN_SALT = "loom.bearer"
+
+
+def permissions_of(user: User) -> frozenset[str]:
+    return ROLE_PERMISSIONS.get(user.role, frozenset())
+
+
+def hash_password(password: str) -> str:
+    return generate_password_hash(password, method="scrypt")
+
+
+def _check_password_rules(password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise ValidationError(f"password must be at least {MIN_PASSWORD} characters", "password")
+
+
+def get_user(user_id: int) -> User:
+    user = db.session.get(User, user_id)
+    if user is None:
+        raise NotFound(f"user {user_id} not found", "id")
+    return user
+
+
+def create_user(username: str, password: str, role: str = "user") -> User:
+    if not USERNAME_RE.match(username or ""):
+        raise ValidationError("username: 1-64 letters, digits and _.@-", "username")
+    if role not in ROLES:
+        raise ValidationError(f"role must be one of {', '.join(ROLES)}", "role")
+    _check_password_rules(password)
+    if db.session.scalar(select(func.count()).select_from(User).where(func.lower(User.username) == username.lower())):
+        raise Conflict(f"user {username!r} already exists", "username", code="exists")
+    user = User(username=username, password_hash=hash_password(password), role=role)
+    db.session.add(user)
+    db.session.commit()
+    return user
+
+
+def list_users(limit: int = 50, offset: int = 0) -> tuple[list[User], int]:
+    total = db.session.scalar(select(func.count()).select_from(User))
+    items = db.session.scalars(select(User).order_by(User.id).limit(limit).offset(offset)).all()
+    return list(items), int(total or 0)
+
+
+def update_user(user_id: int, changes: dict) -> User:
+    user = get_user(user_id)
+    if changes.get("role") is not None:
+        if changes["role"] not in ROLES:
+            raise ValidationError(f"role must be one of {', '.join(ROLES)}", "role")
+        user.role = changes["role"]
+    if changes.get("is_active") is not None:
+        user.active = bool(changes["is_active"])
+        user.auth_version += 1
+    if changes.get("password") is not None:
+        _check_password_rules(changes["password"])
+        user.password_hash = hash_password(changes["password"])
+        user.auth_version += 1
+    db.session.commit()
+    return user
+
+
+def authenticate(username: str, password: str) -> User:
+    user = db.session.scalar(select(User).where(User.username == username))
+    # Hash even for unknown users so timing does not reveal which usernames exist.
+    stored = user.password_hash if user else hash_password("not-a-real-password")
+    if not check_password_hash(stored, password) or user is None or not user.is_active:
+        raise Unauthorized("wrong username or password", "password", code="bad_credentials")
+    user.last_login_at = utcnow()
+    db.session.commit()
+    return user
+
+
+def ensure_admin(password: str | None) -> str | None:
+    """Create the first admin when there are no users. Returns a generated password, if one was made."""
+    if db.session.scalar(select(func.count()).select_from(User)):
+        return None
+    generated = None
+    if not password:
+        password = generated = secrets.token_urlsafe(12)
+    db.session.add(User(username="admin", password_hash=hash_password(password), role="admin"))
+    db.session.commit()
+    return generated
+
+
+def issue_token(user: User, secret_key: str, ttl_seconds: int) -> tuple[str, datetime]:
+    token = URLSafeTimedSerializer(secret_key, salt=_TOKEN_SALT).dumps({"uid": user.id, "v": user.auth_version})
+    return token, datetime.now(timezone.utc) + timedelta(seconds=ttl_seconds)
+
+
+def user_from_token(token: str, secret_key: str, ttl_seconds: int) -> User | None:
+    try:
+        data = URLSafeTimedSerializer(secret_key, salt=_TOKEN_SALT).loads(token, max_age=ttl_seconds)
+    except (BadSignature, SignatureExpired):
+        return None
+    if not isinstance(data, dict):
+        return None
+    user = db.session.get(User, data.get("uid")) if isinstance(data.get("uid"), int) else None
+    if user is None or not user.is_active or user.auth_version != data.get("v"):
+        return None
+    return user

@@ -1,0 +1,1 @@
+"""HTTP edges: JSON API, HTML pages, auth, websockets."""

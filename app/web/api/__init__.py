@@ -1,0 +1,5 @@
+"""The JSON API under /api/v1: importing the resource modules registers their routes on `bp`."""
+from app.web.api import agents, auth, beads, projects, providers, system  # noqa: F401  (route registration)
+from app.web.api.routing import ROUTES, bp
+
+__all__ = ["bp", "ROUTES"]

@@ -1,0 +1,207 @@
+"""Request bodies and query strings of the JSON API as pydantic models (also the OpenAPI schemas)."""
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Id = Annotated[int, Field(ge=1, le=2_147_483_647)]
+Priority = Annotated[int, Field(ge=0, le=3, description="0 = P0 (highest) .. 3 = P3")]
+Name = Annotated[str, Field(min_length=1, max_length=100)]
+Title = Annotated[str, Field(min_length=1, max_length=200)]
+LongText = Annotated[str, Field(max_length=65_536)]
+Tag = Annotated[str, Field(min_length=1, max_length=50)]
+BeadType = Literal["task", "bug", "feature", "epic", "decision"]
+BeadStatus = Literal["open", "in_progress", "blocked", "closed"]
+GitStrategy = Literal["direct", "branch"]
+Role = Literal["admin", "user", "viewer", "service"]
+
+
+def _no_nul(value: Any) -> Any:
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    if isinstance(value, list):
+        for item in value:
+            _no_nul(item)
+    return value
+
+
+class Body(BaseModel):
+    """JSON bodies: strict types (no "2" for 2), unknown fields refused, no NUL characters."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    @field_validator("*")
+    @classmethod
+    def _text_is_clean(cls, value: Any) -> Any:
+        return _no_nul(value)
+
+    def given(self) -> dict:
+        """Only the fields the client actually sent (for PATCH)."""
+        return self.model_dump(exclude_unset=True)
+
+
+class Query(BaseModel):
+    """Query strings: values arrive as text and are coerced; unknown parameters are refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*")
+    @classmethod
+    def _text_is_clean(cls, value: Any) -> Any:
+        return _no_nul(value)
+
+
+class Page(Query):
+    limit: int = Field(50, ge=1, le=500)
+    offset: int = Field(0, ge=0, le=10_000_000)
+
+
+# --- auth and users
+class Login(Body):
+    username: Annotated[str, Field(min_length=1, max_length=64)]
+    password: Annotated[str, Field(min_length=1, max_length=1024)]
+
+
+class UserCreate(Body):
+    username: Annotated[str, Field(min_length=1, max_length=64)]
+    password: Annotated[str, Field(min_length=8, max_length=1024)]
+    role: Role = "user"
+
+
+class UserUpdate(Body):
+    role: Role | None = None
+    is_active: bool | None = None
+    password: Annotated[str, Field(min_length=8, max_length=1024)] | None = None
+
+
+# --- projects
+class ProjectCreate(Body):
+    name: Name
+    description: LongText = ""
+    git_repo: Annotated[str, Field(min_length=1, max_length=1000)] | None = None
+    default_branch: Annotated[str, Field(min_length=1, max_length=100)] = "main"
+    git_strategy: GitStrategy = "branch"
+    dedicated: bool = False
+    max_concurrent: Annotated[int, Field(ge=1, le=1000)] | None = None
+
+
+class ProjectUpdate(Body):
+    name: Name | None = None
+    description: LongText | None = None
+    git_repo: Annotated[str, Field(min_length=1, max_length=1000)] | None = None
+    default_branch: Annotated[str, Field(min_length=1, max_length=100)] | None = None
+    git_strategy: GitStrategy | None = None
+    dedicated: bool | None = None
+    max_concurrent: Annotated[int, Field(ge=1, le=1000)] | None = None
+
+
+# --- beads
+class BeadCreate(Body):
+    project_id: Id
+    title: Title
+    description: LongText = ""
+    priority: Priority = 2
+    type: BeadType = "task"
+    tags: Annotated[list[Tag], Field(max_length=20)] = []
+    blocked_by: Annotated[list[Id], Field(max_length=100)] = []
+    acceptance: Annotated[str, Field(max_length=4000)] | None = None
+
+
+class BeadUpdate(Body):
+    title: Title | None = None
+    description: LongText | None = None
+    priority: Priority | None = None
+    type: BeadType | None = None
+    tags: Annotated[list[Tag], Field(max_length=20)] | None = None
+    acceptance: Annotated[str, Field(max_length=4000)] | None = None
+    status: Literal["open", "blocked", "closed"] | None = None
+    reason: Annotated[str, Field(max_length=4000)] | None = None
+
+
+class BeadFilters(Page):
+    project_id: Id | None = None
+    status: BeadStatus | None = None
+    priority: Annotated[int, Field(ge=0, le=3)] | None = None
+    type: BeadType | None = None
+    assigned_to: Id | None = None
+    tag: Tag | None = None
+
+
+class ReadyFilters(Page):
+    project_id: Id | None = None
+
+
+class DeleteOptions(Query):
+    force: bool = False
+
+
+class Dependency(Body):
+    blocked_by: Id | Annotated[list[Id], Field(min_length=1, max_length=100)]
+
+
+class Claim(Body):
+    agent_id: Id
+
+
+class Reason(Body):
+    reason: Annotated[str, Field(max_length=4000)] | None = None
+
+
+class CommentCreate(Body):
+    text: Annotated[str, Field(min_length=1, max_length=65_536)]
+    author: Annotated[str, Field(min_length=1, max_length=100)] | None = None
+
+
+# --- agents and personas
+class AgentCreate(Body):
+    name: Name
+    persona: Annotated[str, Field(min_length=1, max_length=64)]
+    project_id: Id | None = None
+    role: Annotated[str, Field(max_length=100)] | None = None
+
+
+class AgentUpdate(Body):
+    name: Name | None = None
+    persona: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    role: Annotated[str, Field(max_length=100)] | None = None
+
+
+class AgentFilters(Page):
+    project_id: Id | None = None
+    status: Literal["idle", "working", "paused", "complete"] | None = None
+    persona: Annotated[str, Field(max_length=64)] | None = None
+
+
+class PersonaPut(Body):
+    title: Annotated[str, Field(min_length=1, max_length=100)] | None = None
+    role: Annotated[str, Field(max_length=100)] | None = None
+    description: Annotated[str, Field(max_length=4000)] | None = None
+    instructions: Annotated[str, Field(max_length=65_536)] | None = None
+    hints: Annotated[list[Tag], Field(max_length=50)] | None = None
+
+
+# --- providers
+class ProviderCreate(Body):
+    name: Name
+    endpoint: Annotated[str, Field(min_length=1, max_length=1000)]
+    model: Annotated[str, Field(max_length=200)] | None = None
+    api_key: Annotated[str, Field(max_length=4000)] | None = None
+
+
+class ProviderUpdate(Body):
+    name: Name | None = None
+    endpoint: Annotated[str, Field(min_length=1, max_length=1000)] | None = None
+    model: Annotated[str, Field(max_length=200)] | None = None
+    api_key: Annotated[str, Field(max_length=4000)] | None = None
+
+
+# --- system
+class ConfigValue(Body):
+    value: bool | int
+
+
+class LogFilters(Page):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] | None = None
+    source: Annotated[str, Field(max_length=64)] | None = None
+    bead_id: Id | None = None

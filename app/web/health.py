@@ -1,0 +1,41 @@
+"""Liveness and readiness probes (outside /api/v1, public, for load balancers and `make run`)."""
+from __future__ import annotations
+
+import time
+
+from flask import Blueprint, current_app
+from sqlalchemy import text
+
+from app.extensions import db
+from app.web.api.routing import route
+
+bp = Blueprint("health", __name__)
+
+
+@route(bp, "/health/live", permission=None, tag="health", summary="The web process is up")
+def live():
+    return {"status": "ok"}
+
+
+def _check(probe) -> dict:
+    started = time.perf_counter()
+    try:
+        probe()
+        return {"ok": True, "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
+    except Exception as exc:  # a probe reports any failure as data, never as a 500
+        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
+
+
+@route(bp, "/health/ready", permission=None, tag="health",
+       summary="Database and Redis reachable (503 when one is not)")
+def ready():
+    def database() -> None:
+        db.session.execute(text("SELECT 1"))
+        db.session.rollback()
+
+    def redis() -> None:
+        current_app.extensions["loom.redis"]().ping()
+
+    checks = {"database": _check(database), "redis": _check(redis)}
+    ok = all(c["ok"] for c in checks.values())
+    return {"status": "ok" if ok else "unavailable", "checks": checks}, 200 if ok else 503

@@ -1,0 +1,1 @@
+"""Celery workers: the bead loop tasks and the periodic maintenance tasks."""

@@ -1,0 +1,13 @@
+"""The only worker entry point: `celery -A workers.celery_app worker|beat|inspect`.
+
+Builds the Flask app (config from LOOM_* variables) and exposes its Celery app; importing the task
+modules registers their tasks.
+"""
+from __future__ import annotations
+
+from app import create_app
+from workers import maintenance  # noqa: F401  (registers the periodic tasks)
+
+flask_app = create_app()
+celery_app = flask_app.extensions["celery"]
+app = celery_app
