@@ -1,10 +1,10 @@
 """`flask --app app loom ...`: server-side administration run next to the database (init, seed)."""
 from __future__ import annotations
 
-import click
 import os
 from pathlib import Path
 
+import click
 from flask import current_app
 from flask.cli import with_appcontext
 from flask_migrate import upgrade

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from beat_schedule import BEAT_SCHEDULE
 
@@ -58,7 +59,6 @@ def load_config(overrides: Mapping[str, Any] | None = None, environ: Mapping[str
     cfg.setdefault("CELERY", celery_settings(cfg["REDIS_URL"]))
     cfg.setdefault("SESSION_COOKIE_HTTPONLY", True)
     cfg.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
-    cfg.setdefault("JSON_SORT_KEYS", False)
     return cfg
 
 

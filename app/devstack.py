@@ -37,8 +37,9 @@ class Stack:
         self.env = dict(os.environ)
 
     def start(self, name: str, argv: list[str], log_dir: Path) -> subprocess.Popen:
-        log = open(log_dir / f"{name}.log", "ab")
-        proc = subprocess.Popen(argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        with open(log_dir / f"{name}.log", "ab") as log:
+            proc = subprocess.Popen(argv, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
         self.procs.append((name, proc))
         return proc
 
@@ -89,7 +90,7 @@ def main() -> int:
             stack.env["LOOM_REDIS_URL"] = start_embedded_redis(stack, data_dir, log_dir)
         print("Preparing the database ...", flush=True)
         init = subprocess.run([str(BIN / "flask"), "--app", "app", "loom", "init"], env=stack.env,
-                              capture_output=True, text=True)
+                              capture_output=True, text=True, check=False)
         if init.returncode != 0:
             print(init.stdout + init.stderr, file=sys.stderr)
             return 1

@@ -8,7 +8,24 @@ from app.models.system import ConfigKV, LogEntry
 from app.models.users import ROLES, User
 
 __all__ = [
-    "AGENT_STATUSES", "Agent", "Persona", "iso", "utcnow", "BEAD_STATUSES", "BEAD_TYPES", "Bead",
-    "BeadDependency", "BeadTag", "Comment", "GIT_STRATEGIES", "Project", "PROVIDER_STATUSES", "Provider",
-    "mask_secret", "ConfigKV", "LogEntry", "ROLES", "User",
+    "AGENT_STATUSES",
+    "BEAD_STATUSES",
+    "BEAD_TYPES",
+    "GIT_STRATEGIES",
+    "PROVIDER_STATUSES",
+    "ROLES",
+    "Agent",
+    "Bead",
+    "BeadDependency",
+    "BeadTag",
+    "Comment",
+    "ConfigKV",
+    "LogEntry",
+    "Persona",
+    "Project",
+    "Provider",
+    "User",
+    "iso",
+    "mask_secret",
+    "utcnow",
 ]

@@ -43,7 +43,7 @@ class Bead(db.Model):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow, nullable=False)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
-    tag_rows: Mapped[list["BeadTag"]] = relationship(
+    tag_rows: Mapped[list[BeadTag]] = relationship(
         cascade="all, delete-orphan", order_by="BeadTag.tag", lazy="selectin"
     )
 

@@ -1,7 +1,7 @@
 """Bead CRUD: create, read, list with filters, update, close/unblock/reopen, delete, comments."""
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from sqlalchemy import exists, func, select
 

@@ -13,7 +13,7 @@ from app.services.errors import NotFound, ValidationError
 
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "personas"
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
-_FRONT = re.compile(r"\A---\s*\n(.*?)\n---\s*\n?(.*)\Z", re.S)
+_FRONT = re.compile(r"\A---\s*\n(.*?)\n---\s*\n?(.*)\Z", re.DOTALL)
 
 
 def parse_persona_markdown(text: str, default_name: str) -> dict:

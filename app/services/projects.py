@@ -51,8 +51,9 @@ def create_project(name: str, *, description: str = "", git_repo: str | None = N
                    default_branch: str = "main", git_strategy: str = "branch", dedicated: bool = False,
                    max_concurrent: int | None = None, team: list[str] | None = None) -> Project:
     """Create a project and its default team: one agent per persona in `team` that exists."""
-    fields = dict(name=name, description=description or "", git_repo=git_repo, default_branch=default_branch,
-                  git_strategy=git_strategy, dedicated=dedicated, max_concurrent=max_concurrent)
+    fields = {"name": name, "description": description or "", "git_repo": git_repo,
+              "default_branch": default_branch, "git_strategy": git_strategy, "dedicated": dedicated,
+              "max_concurrent": max_concurrent}
     _check_fields(fields)
     if _name_taken(fields["name"]):
         raise Conflict(f"a project named {fields['name']!r} already exists", "name", code="exists")

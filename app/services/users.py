@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import func, select
@@ -111,7 +111,7 @@ def ensure_admin(password: str | None) -> str | None:
 
 def issue_token(user: User, secret_key: str, ttl_seconds: int) -> tuple[str, datetime]:
     token = URLSafeTimedSerializer(secret_key, salt=_TOKEN_SALT).dumps({"uid": user.id, "v": user.auth_version})
-    return token, datetime.now(timezone.utc) + timedelta(seconds=ttl_seconds)
+    return token, datetime.now(UTC) + timedelta(seconds=ttl_seconds)
 
 
 def user_from_token(token: str, secret_key: str, ttl_seconds: int) -> User | None:

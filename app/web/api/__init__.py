@@ -2,4 +2,4 @@
 from app.web.api import agents, auth, beads, projects, providers, system  # noqa: F401  (route registration)
 from app.web.api.routing import ROUTES, bp
 
-__all__ = ["bp", "ROUTES"]
+__all__ = ["ROUTES", "bp"]

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from flask import current_app
 
-from app.services import bead_graph, beads as service
+from app.services import bead_graph
+from app.services import beads as service
 from app.web.api import schemas as s
 from app.web.api.routing import actor_name, bp, paged, route
 

