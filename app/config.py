@@ -26,7 +26,16 @@ DEFAULTS: dict[str, tuple[Any, type]] = {
     "MAX_CONTENT_LENGTH": (2 * 1024 * 1024, int),  # request bodies
     "PAGE_LIMIT_MAX": (500, int),
     "DEFAULT_TEAM": ("engineering-manager,engineer,qa-engineer,code-reviewer", str),
-    "SEED_ON_START": (True, bool),  # load default personas and the admin user on first start
+    "SEED_ON_START": (True, bool),
+    "EVENT_BUFFER": (1000, int),  # events kept in the ring buffer
+    "MAX_CONCURRENT": (100, int),  # bead loops running at once, all projects
+    "MAX_PER_PROJECT": (20, int),  # bead loops running at once in one project
+    "MAX_ITERATIONS": (25, int),  # LLM turns per run (at most 100)
+    "STEP_TIMEOUT": (300, int),  # seconds one LLM call may take (httpx) before the step fails
+    "CONTEXT_CHARS": (120_000, int),  # history sent to the LLM is trimmed to this many characters
+    "COMMAND_TIMEOUT": (120, int),  # default and cap for run_command
+    "DEMO": (False, bool),
+    "AUTO_DISPATCH": (True, bool),  # events wake the dispatcher (tests of the API alone turn it off)  # make run: seed a demo project on first start  # load default personas and the admin user on first start
 }
 
 

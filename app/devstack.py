@@ -78,6 +78,18 @@ def start_embedded_redis(stack: Stack, data_dir: Path, log_dir: Path) -> str:
     raise RuntimeError("embedded Redis did not start; see var/logs/redis.log")
 
 
+def start_scripted_llm(stack: Stack, log_dir: Path) -> str:
+    """The built-in scripted provider with the demo script, used when LOOM_PROVIDER_URL is unset."""
+    port = _free_port(8091)
+    stack.start("llm", [sys.executable, "-m", "app.scripted_llm", "--port", str(port)], log_dir)
+    for _ in range(100):
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return f"http://127.0.0.1:{port}/v1"
+        time.sleep(0.05)
+    raise RuntimeError("the scripted LLM did not start; see var/logs/llm.log")
+
+
 def main() -> int:
     cfg = load_config()
     data_dir = Path(cfg["DATA_DIR"])
@@ -88,6 +100,9 @@ def main() -> int:
     try:
         if not os.environ.get("LOOM_REDIS_URL"):
             stack.env["LOOM_REDIS_URL"] = start_embedded_redis(stack, data_dir, log_dir)
+        demo = not os.environ.get("LOOM_PROVIDER_URL")
+        if demo:
+            stack.env["LOOM_PROVIDER_URL"] = start_scripted_llm(stack, log_dir)
         print("Preparing the database ...", flush=True)
         init = subprocess.run([str(BIN / "flask"), "--app", "app", "loom", "init"], env=stack.env,
                               capture_output=True, text=True, check=False)
@@ -103,6 +118,10 @@ def main() -> int:
         stack.start("beat", [str(BIN / "celery"), "-A", "workers.celery_app", "beat", "--loglevel", "INFO",
                              "-s", str(data_dir / "celerybeat-schedule")], log_dir)
         url = f"http://127.0.0.1:{port}"
+        if demo:  # after the worker is up, so the demo beads start at once
+            seeded = subprocess.run([str(BIN / "flask"), "--app", "app", "loom", "demo"], env=stack.env,
+                                    capture_output=True, text=True, check=False)
+            print(seeded.stdout.strip() or seeded.stderr.strip(), flush=True)
         if not _wait_ready(url, stack):
             print(f"Loom did not become ready; logs are in {log_dir}", file=sys.stderr)
             return 1
@@ -138,8 +157,10 @@ def _banner(url: str, data_dir: Path, log_dir: Path, cfg: dict) -> None:
         login = f"admin / {password_file.read_text().strip()}"
     else:
         login = "admin / (the password you set; the generated one was shown on first start)"
-    print(f"\n  Loom is running: {url}\n  Log in as:       {login}\n  Health:          {url}/health/ready\n"
-          f"  Logs:            {log_dir}\n  Press Ctrl-C to stop.\n", flush=True)
+    llm = "the built-in scripted LLM (demo)" if not os.environ.get("LOOM_PROVIDER_URL") else \
+        os.environ["LOOM_PROVIDER_URL"]
+    print(f"\n  Loom is running: {url}\n  Log in as:       {login}\n  LLM provider:    {llm}\n"
+          f"  Health:          {url}/health/ready\n  Logs:            {log_dir}\n  Press Ctrl-C to stop.\n", flush=True)
 
 
 def _interrupt(signum: int, frame: object) -> None:

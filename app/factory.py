@@ -12,12 +12,14 @@ from flask import Flask
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
+from app.bus import EventBus
 from app.commands import cli as loom_cli
 from app.config import load_config
 from app.extensions import celery_init_app, db, login_manager, migrate, sock
 from app.web import api, auth, health, ui
 from app.web.converters import IdConverter
 from app.web.errors import register_error_handlers
+from workers.dispatch import on_event as dispatch_hook
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -48,9 +50,17 @@ def _init_redis(app: Flask) -> None:
 
     @lru_cache(maxsize=1)
     def client() -> redis.Redis:
-        return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2, health_check_interval=30)
+        return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=30)
+
+    @lru_cache(maxsize=1)
+    def bus() -> EventBus:
+        return EventBus(client(), maxlen=app.config["EVENT_BUFFER"])
 
     app.extensions["loom.redis"] = client
+    app.extensions["loom.bus"] = bus
+    app.extensions.setdefault("loom.event_hooks", [])
+    if app.config["AUTO_DISPATCH"]:
+        app.extensions["loom.event_hooks"].append(dispatch_hook)
 
 
 def _register_blueprints(app: Flask) -> None:

@@ -97,10 +97,10 @@ def primary_database_url(tmp_path_factory) -> str:
     return f"sqlite:///{tmp_path_factory.mktemp('db') / 'loom.db'}"
 
 
-def build_app(database_url: str, redis_url: str, data_dir: Path):
+def build_app(database_url: str, redis_url: str, data_dir: Path, **extra):
     """A migrated, seeded app: default personas, an admin with ADMIN_PASSWORD, a viewer and a user."""
     app = create_app({"DATABASE_URL": database_url, "REDIS_URL": redis_url, "DATA_DIR": str(data_dir),
-                      "SECRET_KEY": "test-secret", "TESTING": True})
+                      "SECRET_KEY": "test-secret", "TESTING": True, "AUTO_DISPATCH": False, **extra})
     with app.app_context():
         upgrade()
         load_builtin_personas()
@@ -183,7 +183,7 @@ def start_live_server(database_url: str, redis_url: str, data_dir: Path, threads
     """The production server (gunicorn, threaded) in a subprocess against an already migrated database."""
     port = free_port()
     env = {**os.environ, "LOOM_DATABASE_URL": database_url, "LOOM_REDIS_URL": redis_url,
-           "LOOM_DATA_DIR": str(data_dir), "LOOM_SECRET_KEY": "test-secret"}
+           "LOOM_DATA_DIR": str(data_dir), "LOOM_SECRET_KEY": "test-secret", "LOOM_AUTO_DISPATCH": "false"}
     with open(data_dir / "web.log", "ab") as log:
         proc = subprocess.Popen([str(VENV_BIN / "gunicorn"), "-k", "gthread", "--threads", str(threads), "-w", "1",
                                  "-b", f"127.0.0.1:{port}", "app.wsgi:app"], cwd=ROOT, env=env, stdout=log,
@@ -221,3 +221,66 @@ def sqlite_live_server(redis_url, tmp_path_factory):
     yield server
     proc.terminate()
     proc.wait(10)
+
+
+# --- the engine: its own database and Redis database, a scripted LLM over HTTP, real Celery workers
+
+_engine_numbers = iter(range(1, 15))
+
+
+def fresh_database(base_url: str, name: str, tmp: Path) -> str:
+    """A new empty database next to the primary one (PostgreSQL), or a new SQLite file."""
+    if not base_url.startswith("postgresql"):
+        return f"sqlite:///{tmp / (name + '.db')}"
+    url = sa.engine.make_url(base_url.replace("postgresql+psycopg://", "postgresql://"))
+    admin = sa.create_engine(url.set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return url.set(database=name).render_as_string(hide_password=False)
+
+
+@dataclass
+class Engine:
+    app: object
+    llm: object
+    database_url: str
+    redis_url: str
+    data_dir: Path
+
+    def env(self) -> dict:
+        """Environment for worker subprocesses pointed at this engine."""
+        return {**os.environ, "LOOM_DATABASE_URL": self.database_url, "LOOM_REDIS_URL": self.redis_url,
+                "LOOM_DATA_DIR": str(self.data_dir), "LOOM_SECRET_KEY": "test-secret",
+                "LOOM_PROVIDER_URL": self.llm.url, "LOOM_LEASE_SECONDS": str(self.app.config["LEASE_SECONDS"])}
+
+
+@pytest.fixture()
+def make_engine(primary_database_url, redis_url, tmp_path_factory):
+    """Build isolated engines from a script: `make_engine(script_dict, **config)`."""
+    from app.scripted_llm import ScriptedLLMServer, load_script
+
+    made: list[Engine] = []
+
+    def make(script: dict, **config) -> Engine:
+        number = next(_engine_numbers)
+        tmp = tmp_path_factory.mktemp(f"engine{number}")
+        base = primary_database_url
+        db_name = (sa.engine.make_url(base).database or "test") + f"_engine{number}"
+        database_url = fresh_database(base, db_name, tmp)
+        engine_redis = redis_url.rsplit("/", 1)[0] + f"/{number}"
+        redis.Redis.from_url(engine_redis).flushdb()
+        llm = ScriptedLLMServer(load_script(script))
+        llm.start()
+        app = build_app(database_url, engine_redis, tmp / "data", AUTO_DISPATCH=True, PROVIDER_URL=llm.url,
+                        **config)
+        engine = Engine(app, llm, database_url, engine_redis, tmp / "data")
+        made.append(engine)
+        return engine
+
+    yield make
+    for engine in made:
+        engine.llm.stop()
+        with engine.app.app_context():
+            db.engine.dispose()

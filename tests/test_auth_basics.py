@@ -1,6 +1,8 @@
 """Authentication and permissions on every route: declared in one place, enforced for tokens and sessions."""
 from __future__ import annotations
 
+import re
+
 from app.extensions import db
 from app.models import User
 from app.web.api.routing import ROUTES
@@ -23,11 +25,8 @@ def test_anonymous_requests_get_401_json(client):
     for spec in ROUTES:
         if spec.permission is None:
             continue
-        url = spec.rule.replace("<id:", "<").replace("<string(maxlength=64):", "<").replace(
-            "<string(maxlength=100):", "<")
-        for name in ("project_id", "bead_id", "agent_id", "provider_id", "user_id", "other"):
-            url = url.replace(f"<{name}>", "1")
-        url = url.replace("<name>", "engineer").replace("<key>", "lease_seconds")
+        url = re.sub(r"<id:\w+>", "1", spec.rule)
+        url = re.sub(r"<string\([^)]*\):\w+>", "engineer", url)
         response = client.open(url, method=spec.method, json={})
         assert response.status_code == 401, (spec.method, url, response.status_code)
         assert response.get_json()["error"]["code"] == "unauthorized"

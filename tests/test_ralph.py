@@ -67,7 +67,7 @@ def test_ralph_runs_on_a_real_worker(ctx, api, project):
     redis_client.delete(ralph.HEARTBEAT_KEY)
     celery_app = ctx.extensions["celery"]
     with start_worker(celery_app, pool="threads", concurrency=2, perform_ping_check=False, loglevel="WARNING"):
-        maintenance.ralph_tick.delay()
+        celery_app.send_task("loom.ralph_tick", queue="default")
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and not redis_client.exists(ralph.HEARTBEAT_KEY):
             time.sleep(0.1)

@@ -5,6 +5,7 @@ from celery import shared_task
 from flask import current_app
 
 from app.services import ralph
+from workers.dispatch import request_dispatch
 
 RALPH_LOCK = "loom:lock:ralph_tick"
 
@@ -16,6 +17,8 @@ def ralph_tick() -> dict | None:
     if not lock.acquire():
         return None  # the previous tick (or another Beat's) is still running
     try:
-        return ralph.run_tick(redis_client)
+        summary = ralph.run_tick(redis_client)
     finally:
         lock.release()
+    request_dispatch()  # the safety net: anything ready that no event woke gets dispatched now
+    return summary

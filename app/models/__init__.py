@@ -1,9 +1,10 @@
 """SQLAlchemy models split by domain; importing this package registers every table."""
 from app.models.agents import AGENT_STATUSES, Agent, Persona
 from app.models.base import iso, utcnow
-from app.models.beads import BEAD_STATUSES, BEAD_TYPES, Bead, BeadDependency, BeadTag, Comment
+from app.models.beads import BEAD_STATUSES, BEAD_TYPES, ERROR_HISTORY_KEEP, Bead, BeadDependency, BeadTag, Comment
 from app.models.projects import GIT_STRATEGIES, Project
 from app.models.providers import PROVIDER_STATUSES, Provider, mask_secret
+from app.models.runs import RUN_STATUSES, Run, Step
 from app.models.system import ConfigKV, LogEntry
 from app.models.users import ROLES, User
 

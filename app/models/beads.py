@@ -38,6 +38,11 @@ class Bead(db.Model):
     dispatch_count: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
     error_history: Mapped[list] = mapped_column(JSONType, default=list, nullable=False)
     status_reason: Mapped[str | None] = mapped_column(Text)  # why it is blocked / closed
+    # What kind of block: user, escalation, loop, provider, auth, rate_limit, budget (Ralph recovers some).
+    block_kind: Mapped[str | None] = mapped_column(String(20))
+    meta: Mapped[dict] = mapped_column(JSONType, default=dict, nullable=False)  # e.g. a decision's question
+    # Set when an agent's action created the bead: makes a redelivered step's create_bead idempotent.
+    origin_key: Mapped[str | None] = mapped_column(String(100), unique=True)
     created_by: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow, nullable=False)
@@ -68,6 +73,8 @@ class Bead(db.Model):
             "dispatch_count": self.dispatch_count,
             "error_history": self.error_history or [],
             "status_reason": self.status_reason,
+            "block_kind": self.block_kind,
+            "meta": self.meta or {},
             "created_by": self.created_by,
             "created_at": iso(self.created_at),
             "updated_at": iso(self.updated_at),
@@ -107,6 +114,7 @@ class Comment(db.Model):
     bead_id: Mapped[int] = mapped_column(ForeignKey("beads.id", ondelete="CASCADE"), index=True, nullable=False)
     author: Mapped[str] = mapped_column(String(100), nullable=False)
     text: Mapped[str] = mapped_column(Text, nullable=False)
+    origin_key: Mapped[str | None] = mapped_column(String(100), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
 
     def to_dict(self) -> dict:

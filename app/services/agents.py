@@ -6,6 +6,7 @@ from sqlalchemy import func, select, update
 from app.extensions import db
 from app.models import AGENT_STATUSES, Agent, Persona, utcnow
 from app.services.errors import Conflict, NotFound, ValidationError
+from app.services.events import emit
 from app.services.projects import get_project
 
 
@@ -44,6 +45,7 @@ def create_agent(name: str, persona: str, *, project_id: int | None = None, role
                   project_id=project_id, status="idle")
     db.session.add(agent)
     db.session.commit()
+    emit("agent.status_changed", project_id=project_id, agent_id=agent.id, data={"status": "idle", "new": True})
     return agent
 
 
@@ -86,6 +88,7 @@ def pause_agent(agent_id: int) -> Agent:
         raise Conflict(f"agent {agent_id} is complete", "status")
     agent.status = "paused"
     db.session.commit()
+    emit("agent.status_changed", project_id=agent.project_id, agent_id=agent.id, data={"status": "paused"})
     return agent
 
 
@@ -101,6 +104,7 @@ def resume_agent(agent_id: int) -> Agent:
     )
     db.session.commit()
     db.session.refresh(agent)
+    emit("agent.status_changed", project_id=agent.project_id, agent_id=agent.id, data={"status": agent.status})
     return agent
 
 

@@ -9,6 +9,7 @@ from sqlalchemy.orm import aliased
 from app.extensions import db
 from app.models import Agent, Bead, BeadDependency, Project, utcnow
 from app.services.errors import Conflict, NotFound, ValidationError
+from app.services.events import emit
 
 _Blocker = aliased(Bead)
 
@@ -176,6 +177,12 @@ def claim_bead(bead_id: int, agent_id: int, lease_seconds: int) -> Bead:
     db.session.commit()
     claimed = db.session.get(Bead, bead_id)
     db.session.refresh(claimed)
+    emit("bead.claimed", project_id=project_id, bead_id=bead_id, agent_id=agent_id,
+         data={"fencing_token": claimed.fencing_token})
+    emit("bead.status_changed", project_id=project_id, bead_id=bead_id, agent_id=agent_id,
+         data={"from": "open", "to": "in_progress"})
+    emit("agent.status_changed", project_id=project_id, agent_id=agent_id,
+         data={"status": "working", "bead_id": bead_id})
     return claimed
 
 

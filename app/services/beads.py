@@ -8,6 +8,7 @@ from sqlalchemy import exists, func, select
 from app.extensions import db
 from app.models import BEAD_STATUSES, BEAD_TYPES, Agent, Bead, BeadDependency, BeadTag, Comment, utcnow
 from app.services import bead_graph
+from app.services.events import emit
 from app.services.errors import Conflict, NotFound, ValidationError
 from app.services.projects import get_project
 
@@ -47,8 +48,14 @@ def normalise_tags(tags: Iterable[str]) -> list[str]:
 
 def create_bead(project_id: int, title: str, *, description: str = "", priority: int = 2,
                 type: str = "task", tags: Iterable[str] = (), blocked_by: Iterable[int] = (),
-                acceptance: str | None = None, created_by: str | None = None) -> Bead:
+                acceptance: str | None = None, created_by: str | None = None, meta: dict | None = None,
+                origin_key: str | None = None) -> Bead:
+    """Create a bead. With an `origin_key` (an agent action's idempotency key) a repeat returns the first."""
     get_project(project_id, field="project_id")
+    if origin_key is not None:
+        existing = db.session.scalar(select(Bead).where(Bead.origin_key == origin_key))
+        if existing is not None:
+            return existing
     title = title.strip()
     if not title:
         raise ValidationError("title must not be empty", "title")
@@ -57,13 +64,16 @@ def create_bead(project_id: int, title: str, *, description: str = "", priority:
     if priority not in (0, 1, 2, 3):
         raise ValidationError("priority must be 0 (P0, highest) to 3 (P3)", "priority")
     bead = Bead(project_id=project_id, title=title, description=description or "", priority=priority,
-                type=type, acceptance=acceptance or None, created_by=created_by, error_history=[])
+                type=type, acceptance=acceptance or None, created_by=created_by, error_history=[],
+                meta=meta or {}, origin_key=origin_key)
     bead.tag_rows = [BeadTag(tag=t) for t in normalise_tags(tags)]
     db.session.add(bead)
     db.session.flush()
     for blocker_id in dict.fromkeys(blocked_by):
         bead_graph.add_dependency(bead.id, blocker_id, commit=False)
     db.session.commit()
+    emit("bead.created", project_id=project_id, bead_id=bead.id,
+         data={"title": bead.title, "priority": bead.priority, "type": bead.type, "status": bead.status})
     return bead
 
 
@@ -126,16 +136,30 @@ def update_bead(bead_id: int, changes: dict) -> Bead:
             return reopen_bead(bead_id, reason)
         raise Conflict("a bead goes in_progress only by being claimed (POST /beads/{id}/claim)", "status")
     db.session.commit()
+    emit("bead.updated", project_id=bead.project_id, bead_id=bead.id, data={"fields": sorted(changes)})
     return bead
 
 
-def _release_agent(bead: Bead) -> None:
+def _release_agent(bead: Bead) -> int | None:
+    """Free the agent holding this bead; returns its id when it went back to idle."""
     if bead.assigned_to is not None:
         agent = db.session.get(Agent, bead.assigned_to)
         if agent is not None and agent.current_bead_id == bead.id:
             agent.current_bead_id = None
             if agent.status == "working":
                 agent.status = "idle"
+                return agent.id
+    return None
+
+
+def _status_changed(bead: Bead, old: str, freed_agent: int | None, event: str | None = None) -> None:
+    data = {"from": old, "to": bead.status, "reason": bead.status_reason}
+    emit("bead.status_changed", project_id=bead.project_id, bead_id=bead.id, data=data)
+    if event:
+        emit(event, project_id=bead.project_id, bead_id=bead.id, data=data)
+    if freed_agent is not None:
+        emit("agent.status_changed", project_id=bead.project_id, agent_id=freed_agent,
+             data={"status": "idle", "bead_id": None})
 
 
 def close_bead(bead_id: int, reason: str | None = None) -> Bead:
@@ -143,24 +167,28 @@ def close_bead(bead_id: int, reason: str | None = None) -> Bead:
     bead = get_bead(bead_id)
     if bead.status == "closed":
         return bead
-    _release_agent(bead)
+    old, freed = bead.status, _release_agent(bead)
     bead.status = "closed"
     bead.status_reason = reason
+    bead.block_kind = None
     bead.closed_at = utcnow()
     bead.lease_expires_at = None
     db.session.commit()
+    _status_changed(bead, old, freed, "bead.closed")
     return bead
 
 
-def block_bead(bead_id: int, reason: str) -> Bead:
+def block_bead(bead_id: int, reason: str, kind: str = "user") -> Bead:
     bead = get_bead(bead_id)
     if bead.status == "closed":
         raise Conflict("a closed bead cannot be blocked; reopen it first", "status")
-    _release_agent(bead)
+    old, freed = bead.status, _release_agent(bead)
     bead.status = "blocked"
     bead.status_reason = reason
+    bead.block_kind = kind
     bead.lease_expires_at = None
     db.session.commit()
+    _status_changed(bead, old, freed, "bead.blocked")
     return bead
 
 
@@ -170,21 +198,26 @@ def unblock_bead(bead_id: int, reason: str | None = None) -> Bead:
         raise Conflict(f"bead {bead_id} is {bead.status}, not blocked", "status")
     bead.status = "open"
     bead.status_reason = reason
+    bead.block_kind = None
     bead.assigned_to = None
     db.session.commit()
+    _status_changed(bead, "blocked", None)
     return bead
 
 
 def reopen_bead(bead_id: int, reason: str | None = None) -> Bead:
     """Back to `open` from any status: releases a claim (the fencing token stops the old holder)."""
     bead = get_bead(bead_id)
-    _release_agent(bead)
+    old, freed = bead.status, _release_agent(bead)
     bead.status = "open"
     bead.status_reason = reason
+    bead.block_kind = None
     bead.assigned_to = None
     bead.lease_expires_at = None
     bead.closed_at = None
     db.session.commit()
+    if old != "open":
+        _status_changed(bead, old, freed)
     return bead
 
 
@@ -202,18 +235,28 @@ def delete_bead(bead_id: int, force: bool = False) -> None:
         )
     if bead.status == "in_progress" and not force:
         raise Conflict(f"bead {bead_id} is in progress; close it first or delete with force=true", "status")
-    _release_agent(bead)
+    project_id, freed = bead.project_id, _release_agent(bead)
     db.session.delete(bead)
     db.session.commit()
+    emit("bead.deleted", project_id=project_id, bead_id=bead_id)
+    if freed is not None:
+        emit("agent.status_changed", project_id=project_id, agent_id=freed, data={"status": "idle"})
 
 
-def add_comment(bead_id: int, author: str, text: str) -> Comment:
-    get_bead(bead_id)
+def add_comment(bead_id: int, author: str, text: str, origin_key: str | None = None) -> Comment:
+    """Comment on a bead; with an `origin_key` a repeated call returns the first comment instead."""
+    bead = get_bead(bead_id)
     if not text.strip():
         raise ValidationError("text must not be empty", "text")
-    comment = Comment(bead_id=bead_id, author=author, text=text)
+    if origin_key is not None:
+        existing = db.session.scalar(select(Comment).where(Comment.origin_key == origin_key))
+        if existing is not None:
+            return existing
+    comment = Comment(bead_id=bead_id, author=author, text=text, origin_key=origin_key)
     db.session.add(comment)
     db.session.commit()
+    emit("bead.commented", project_id=bead.project_id, bead_id=bead_id,
+         data={"author": author, "text": text[:500]})
     return comment
 
 

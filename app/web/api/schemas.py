@@ -205,3 +205,22 @@ class LogFilters(Page):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] | None = None
     source: Annotated[str, Field(max_length=64)] | None = None
     bead_id: Id | None = None
+
+
+# --- engine
+class DecisionFilters(Page):
+    status: Literal["open", "closed"] | None = "open"
+    project_id: Id | None = None
+
+
+class Decide(Body):
+    decision: Annotated[str, Field(min_length=1, max_length=4000)]
+    rationale: Annotated[str, Field(max_length=8000)] | None = None
+
+
+class EventFilters(Query):
+    project_id: Id | None = None
+    bead_id: Id | None = None
+    type: Annotated[str, Field(max_length=500)] | None = None
+    since: Annotated[str, Field(pattern=r"^\d{1,20}-\d{1,20}$")] | None = None
+    limit: int = Field(100, ge=1, le=1000)

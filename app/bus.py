@@ -1,0 +1,84 @@
+"""The event bus: every event goes to a capped Redis stream (the ring buffer) and to Redis pub/sub.
+
+A leaf module: it imports nothing from the app. The stream entry id is the event id, so ids are
+monotonic and a reconnecting client can ask for everything after the last id it saw.
+Event shape: {"id", "type", "ts", "project_id", "bead_id"?, "agent_id"?, "data"}.
+"""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any, Iterable
+
+import redis
+
+STREAM_KEY = "loom:events"
+CHANNEL = "loom:events:live"
+
+
+class EventBus:
+    def __init__(self, client: redis.Redis, maxlen: int = 1000) -> None:
+        self.client = client
+        self.maxlen = maxlen
+
+    def publish(self, type: str, *, project_id: int | None = None, bead_id: int | None = None,
+                agent_id: int | None = None, data: dict[str, Any] | None = None) -> dict:
+        """Append to the ring buffer, then fan out live. Returns the event with its id."""
+        event: dict[str, Any] = {"type": type, "ts": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
+                                 "project_id": project_id}
+        if bead_id is not None:
+            event["bead_id"] = bead_id
+        if agent_id is not None:
+            event["agent_id"] = agent_id
+        event["data"] = data or {}
+        body = json.dumps(event, default=str)
+        event_id = self.client.xadd(STREAM_KEY, {"e": body}, maxlen=self.maxlen, approximate=False)
+        event = {"id": event_id.decode() if isinstance(event_id, bytes) else event_id, **event}
+        self.client.publish(CHANNEL, json.dumps(event, default=str))
+        return event
+
+    def history(self, *, after: str | None = None, limit: int = 100, project_id: int | None = None,
+                bead_id: int | None = None, types: Iterable[str] | None = None) -> list[dict]:
+        """Events from the ring buffer, oldest first, after the given id (exclusive), filtered."""
+        wanted = set(types or ())
+        start = f"({after}" if after else "-"
+        out: list[dict] = []
+        # Read in pages so filters can look past non-matching entries without loading everything at once.
+        while len(out) < limit:
+            entries = self.client.xrange(STREAM_KEY, min=start, max="+", count=500)
+            if not entries:
+                break
+            for raw_id, fields in entries:
+                event = decode_entry(raw_id, fields)
+                if matches(event, project_id=project_id, bead_id=bead_id, types=wanted):
+                    out.append(event)
+                    if len(out) >= limit:
+                        break
+            last = entries[-1][0]
+            start = "(" + (last.decode() if isinstance(last, bytes) else last)
+        return out
+
+    def last_id(self) -> str | None:
+        entries = self.client.xrevrange(STREAM_KEY, count=1)
+        if not entries:
+            return None
+        raw = entries[0][0]
+        return raw.decode() if isinstance(raw, bytes) else raw
+
+
+def decode_entry(raw_id: bytes | str, fields: dict) -> dict:
+    body = fields.get(b"e") or fields.get("e")
+    event = json.loads(body)
+    return {"id": raw_id.decode() if isinstance(raw_id, bytes) else raw_id, **event}
+
+
+def matches(event: dict, *, project_id: int | None = None, bead_id: int | None = None,
+            types: set[str] | None = None) -> bool:
+    if project_id is not None and event.get("project_id") != project_id:
+        return False
+    if bead_id is not None and event.get("bead_id") != bead_id:
+        return False
+    if types and event.get("type") not in types and not any(
+            t.endswith(".*") and event.get("type", "").startswith(t[:-1]) for t in types):
+        return False
+    return True

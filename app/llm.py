@@ -1,0 +1,350 @@
+"""OpenAI-compatible chat client: classified errors, retries with backoff, SSE streaming, context trimming."""
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import httpx
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+ERROR_KINDS = frozenset({"auth", "rate_limit", "provider", "timeout", "connection", "context_length", "bad_response"})
+RETRYABLE_STATUSES = frozenset({500, 502, 503, 504})
+CONTEXT_LENGTH_MARKERS = ("context_length_exceeded", "maximum context length", "context window", "too many tokens")
+MAX_RETRY_AFTER_S = 30.0
+EXCERPT_CHARS = 300
+CHARS_PER_TOKEN = 4
+STREAM_CALL = "POST /chat/completions (stream)"
+OMITTED_NOTICE = "[... {n} earlier messages omitted to fit the context window ...]"
+
+
+class LLMError(Exception):
+    """A failed provider call, classified so the caller can retry, shrink the prompt or give up."""
+
+    retry_after: float | None = None  # seconds the server asked for (429 Retry-After), capped
+
+    def __init__(self, kind: str, message: str, status: int | None = None, retryable: bool = False):
+        if kind not in ERROR_KINDS:
+            raise ValueError(f"unknown LLMError kind {kind!r}")
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.status = status
+        self.retryable = retryable
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.kind, self.message, self.status, self.retryable))
+
+
+@dataclass
+class Completion:
+    """One finished chat completion and what it cost."""
+
+    content: str
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    latency_ms: float
+    finish_reason: str | None = None
+    estimated_usage: bool = False  # the server sent no usage: tokens estimated at ~4 chars/token
+
+
+class LLMClient:
+    """Talks to one OpenAI-compatible endpoint (OpenAI, vLLM, Ollama, LiteLLM, ...) over an httpx client."""
+
+    def __init__(self, base_url: str, api_key: str | None = None, model: str | None = None, *,
+                 http: httpx.Client | None = None, timeout: float = 120.0, connect_timeout: float = 10.0,
+                 max_retries: int = 3, backoff_s: float = 0.5,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._api_key = api_key  # sent as a bearer header, never put in messages
+        self.model = model
+        self.timeout = httpx.Timeout(timeout, connect=connect_timeout)
+        self.max_retries = max(0, max_retries)
+        self.backoff_s = backoff_s
+        self._sleep = sleep
+        self._owns_http = http is None
+        self._http = http if http is not None else httpx.Client(timeout=self.timeout)
+        self._resolved_model: str | None = None
+
+    def close(self) -> None:
+        """Close the httpx client if this object created it; an injected one belongs to the caller."""
+        if self._owns_http:
+            self._http.close()
+
+    def models(self) -> list[str]:
+        """The model ids the endpoint serves (GET /models)."""
+        body = self._with_retries(lambda: self._request_json("GET", "/models"))
+        try:
+            return [str(item["id"]) for item in body["data"]]
+        except (KeyError, TypeError) as exc:
+            raise self._shape_error("GET /models", body) from exc
+
+    def resolve_model(self) -> str:
+        """The configured model, or else the endpoint's first model (asked once, then cached)."""
+        if self.model:
+            return self.model
+        if self._resolved_model is None:
+            available = self.models()
+            if not available:
+                raise self._error("bad_response", "GET /models: the provider lists no models")
+            self._resolved_model = available[0]
+        return self._resolved_model
+
+    def chat(self, messages: list[dict], *, stream: bool = False, on_delta: Callable[[str], None] | None = None,
+             max_tokens: int | None = None, temperature: float | None = None) -> Completion:
+        """One completion; with stream=True every non-empty content piece goes to on_delta as it arrives."""
+        payload: dict[str, Any] = {"model": self.resolve_model(), "messages": messages, "stream": stream}
+        if max_tokens is not None:
+            payload["max_tokens"] = max_tokens
+        if temperature is not None:
+            payload["temperature"] = temperature
+        if stream:
+            payload["stream_options"] = {"include_usage": True}
+            delivered: list[int] = [0]
+
+            def counting(piece: str) -> None:
+                delivered[0] += 1
+                if on_delta:
+                    on_delta(piece)
+
+            def attempt() -> Completion:
+                try:
+                    return self._stream_once(payload, counting)
+                except LLMError as error:
+                    if delivered[0]:  # text already went out: the caller redoes the turn, we do not repeat it
+                        error.retryable = False
+                    raise
+            return self._with_retries(attempt)
+        return self._with_retries(lambda: self._complete_once(payload))
+
+    def _request_json(self, method: str, path: str, payload: dict[str, Any] | None = None) -> Any:
+        what = f"{method} {path}"
+        with self._transport_errors(what):
+            response = self._http.request(method, f"{self.base_url}{path}", json=payload,
+                                          headers=self._headers(), timeout=self.timeout)
+        self._raise_for_status(response, what)
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise self._error("bad_response", f"{what}: HTTP {response.status_code}, body is not JSON: "
+                                              f"{self._excerpt(response.text)}", response.status_code) from exc
+
+    def _unstreamed_reply(self, response: httpx.Response, payload: dict[str, Any],
+                          on_delta: Callable[[str], None] | None, started: float) -> Completion:
+        """A server that ignores `stream: true` and answers one JSON body: read it as a normal reply."""
+        response.read()
+        try:
+            body = response.json()
+        except ValueError as exc:
+            raise self._error("bad_response", f"{STREAM_CALL}: body is not JSON: {self._excerpt(response.text)}",
+                              response.status_code) from exc
+        completion = self._completion_from_body(body, payload, started)
+        if on_delta and completion.content:
+            on_delta(completion.content)
+        return completion
+
+    def _complete_once(self, payload: dict[str, Any]) -> Completion:
+        started = time.monotonic()
+        body = self._request_json("POST", "/chat/completions", payload)
+        return self._completion_from_body(body, payload, started)
+
+    def _completion_from_body(self, body: Any, payload: dict[str, Any], started: float) -> Completion:
+        try:
+            choice = body["choices"][0]
+            content = choice["message"].get("content") or ""
+            if not isinstance(content, str):
+                raise TypeError("content is not a string")
+        except (KeyError, IndexError, TypeError, AttributeError) as exc:
+            raise self._shape_error("POST /chat/completions", body) from exc
+        return self._completion(content, body.get("model"), body.get("usage"), choice.get("finish_reason"),
+                                payload, started)
+
+    def _stream_once(self, payload: dict[str, Any], on_delta: Callable[[str], None] | None) -> Completion:
+        started = time.monotonic()
+        pieces: list[str] = []
+        model = usage = finish_reason = None
+        done = False
+        with self._transport_errors(STREAM_CALL), self._http.stream(
+                "POST", f"{self.base_url}/chat/completions", json=payload,
+                headers=self._headers(stream=True), timeout=self.timeout) as response:
+            self._raise_for_status(response, STREAM_CALL)
+            if response.headers.get("content-type", "").startswith("application/json"):
+                return self._unstreamed_reply(response, payload, on_delta, started)
+            for line in response.iter_lines():
+                if not line.startswith("data:"):
+                    continue  # SSE comments (":keep-alive"), blank lines, other fields
+                if (data := line[5:].strip()) == "[DONE]":
+                    done = True
+                    break
+                chunk, piece, finish = self._parse_chunk(data)
+                model = chunk.get("model") or model
+                usage = chunk.get("usage") or usage
+                finish_reason = finish or finish_reason
+                if piece:
+                    pieces.append(piece)
+                    if on_delta:
+                        on_delta(piece)
+        if not done and finish_reason is None:
+            raise self._error("provider", f"{STREAM_CALL}: cut before [DONE] after {len(pieces)} pieces", None, True)
+        return self._completion("".join(pieces), model, usage, finish_reason, payload, started)
+
+    def _parse_chunk(self, data: str) -> tuple[dict[str, Any], str, str | None]:
+        """One SSE event: (the chunk, its content piece, its finish_reason)."""
+        try:
+            chunk = json.loads(data)
+            choice = (chunk.get("choices") or [{}])[0]
+            piece = (choice.get("delta") or {}).get("content") or ""
+        except (ValueError, AttributeError, TypeError, IndexError) as exc:
+            raise self._shape_error(STREAM_CALL, data) from exc
+        if chunk.get("error"):  # some providers report a failure inside a 200 stream
+            kind = "context_length" if _mentions_context_length(data) else "provider"
+            raise self._error(kind, f"{STREAM_CALL}: error event: {self._excerpt(data)}", None, kind == "provider")
+        return chunk, piece if isinstance(piece, str) else "", choice.get("finish_reason")
+
+    def _completion(self, content: str, model: Any, usage: Any, finish_reason: Any,
+                    payload: dict[str, Any], started: float) -> Completion:
+        prompt_tokens = completion_tokens = None
+        if isinstance(usage, dict):
+            prompt_tokens, completion_tokens = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        estimated = not (isinstance(prompt_tokens, int) and isinstance(completion_tokens, int))
+        if estimated:
+            prompt_chars = sum(_content_chars(message) for message in payload["messages"])
+            prompt_tokens = max(1, prompt_chars // CHARS_PER_TOKEN)
+            completion_tokens = max(1, len(content) // CHARS_PER_TOKEN)
+        return Completion(content, model if isinstance(model, str) and model else payload["model"],
+                          prompt_tokens, completion_tokens, (time.monotonic() - started) * 1000,
+                          finish_reason if isinstance(finish_reason, str) else None, estimated)
+
+    def _raise_for_status(self, response: httpx.Response, what: str) -> None:
+        status = response.status_code
+        if 200 <= status < 300:
+            return
+        body = response.read().decode("utf-8", errors="replace")
+        kind = ("auth" if status in (401, 403) else "rate_limit" if status == 429
+                else "context_length" if 400 <= status < 500 and _mentions_context_length(body) else "provider")
+        retryable = status == 429 or status in RETRYABLE_STATUSES
+        error = self._error(kind, f"{what}: HTTP {status}: {self._excerpt(body)}", status, retryable)
+        if status == 429:
+            error.retry_after = _retry_after_seconds(response.headers.get("retry-after"))
+        raise error
+
+    @contextmanager
+    def _transport_errors(self, what: str) -> Iterator[None]:
+        """Turn httpx transport failures into LLMError kinds; HTTP statuses are handled elsewhere."""
+        try:
+            yield
+        except httpx.TimeoutException as exc:
+            raise self._error("timeout", f"{what}: timed out ({type(exc).__name__})", retryable=True) from exc
+        except httpx.ConnectError as exc:
+            raise self._error("connection", f"{what}: cannot connect: {exc}", retryable=True) from exc
+        except httpx.UnsupportedProtocol as exc:  # a misconfigured URL: retrying will not help
+            raise self._error("connection", f"{what}: bad provider URL: {exc}") from exc
+        except httpx.TransportError as exc:
+            raise self._error("provider", f"{what}: connection broke: {type(exc).__name__}: {exc}",
+                              retryable=True) from exc
+
+    def _error(self, kind: str, message: str, status: int | None = None, retryable: bool = False) -> LLMError:
+        """An LLMError whose message never contains the API key (error bodies may echo it)."""
+        return LLMError(kind, self._redact(message), status, retryable)
+
+    def _shape_error(self, what: str, body: Any) -> LLMError:
+        text = body if isinstance(body, str) else json.dumps(body)
+        return self._error("bad_response", f"{what}: unexpected response shape: {self._excerpt(text)}")
+
+    def _excerpt(self, text: str) -> str:
+        """At most EXCERPT_CHARS of a body for an error message: one line, the key redacted before cutting."""
+        text = " ".join(self._redact(text).split())
+        return text if len(text) <= EXCERPT_CHARS else text[:EXCERPT_CHARS - 3] + "..."
+
+    def _redact(self, text: str) -> str:
+        return text.replace(self._api_key, "<api key>") if self._api_key else text
+
+    def _with_retries(self, attempt: Callable[[], T]) -> T:
+        for attempt_no in range(self.max_retries + 1):
+            try:
+                return attempt()
+            except LLMError as error:
+                if not error.retryable or attempt_no >= self.max_retries:
+                    raise
+                delay = error.retry_after if error.retry_after is not None else (
+                    self.backoff_s * 2 ** attempt_no * (1 + random.uniform(0, 0.25)))  # jitter: up to +25%
+                log.warning("LLM call failed (%s), retry %d/%d in %.2fs: %s",
+                            error.kind, attempt_no + 1, self.max_retries, delay, error)
+                self._sleep(delay)
+        raise AssertionError("unreachable")
+
+    def _headers(self, stream: bool = False) -> dict[str, str]:
+        headers = {"Accept": "text/event-stream" if stream else "application/json"}
+        if self._api_key:
+            headers["Authorization"] = f"Bearer {self._api_key}"
+        return headers
+
+
+def _mentions_context_length(text: str) -> bool:
+    return any(marker in text.lower() for marker in CONTEXT_LENGTH_MARKERS)
+
+
+def _retry_after_seconds(value: str | None) -> float | None:
+    """Retry-After in seconds (the HTTP-date form is ignored), capped at MAX_RETRY_AFTER_S."""
+    try:
+        return min(max(float(value), 0.0), MAX_RETRY_AFTER_S) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _content_chars(message: dict) -> int:
+    content = message.get("content") or ""
+    if isinstance(content, list):  # multi-part content: count the text parts
+        return sum(len(part.get("text") or "") for part in content if isinstance(part, dict))
+    return len(content) if isinstance(content, str) else len(str(content))
+
+
+def trim_messages(messages: list[dict], max_chars: int) -> list[dict]:
+    """Fit a conversation into max_chars of content: system messages and the task stay, the oldest turns go.
+
+    Whole turns (an assistant message and the messages answering it) are kept newest first while they fit;
+    a notice after the first user message counts the dropped ones. Over-long pinned messages stay anyway.
+    """
+    if sum(_content_chars(message) for message in messages) <= max_chars:
+        return list(messages)
+    first_user = next((i for i, m in enumerate(messages) if m.get("role") == "user"), None)
+    pinned = {i for i, m in enumerate(messages) if m.get("role") == "system" or i == first_user}
+    budget = max_chars - sum(_content_chars(messages[i]) for i in pinned)
+    budget -= len(OMITTED_NOTICE.format(n=len(messages)))
+    kept = set(pinned)
+    for turn in reversed(_turns(messages, pinned)):
+        size = sum(_content_chars(messages[i]) for i in turn)
+        if size > budget:
+            break
+        budget -= size
+        kept.update(turn)
+    dropped = len(messages) - len(kept)
+    notice = {"role": "user", "content": OMITTED_NOTICE.format(n=dropped)}
+    notice_after = first_user if first_user is not None else max(pinned, default=-1)
+    trimmed = [notice] if dropped and notice_after == -1 else []
+    for i, message in enumerate(messages):
+        if i in kept:
+            trimmed.append(message)
+        if dropped and i == notice_after:
+            trimmed.append(notice)
+    return trimmed
+
+
+def _turns(messages: list[dict], pinned: set[int]) -> list[list[int]]:
+    """Indices of the unpinned messages grouped into turns; each assistant message starts a new turn."""
+    turns: list[list[int]] = []
+    for i, message in enumerate(messages):
+        if i in pinned:
+            continue
+        if not turns or message.get("role") == "assistant":
+            turns.append([])
+        turns[-1].append(i)
+    return turns

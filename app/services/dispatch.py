@@ -1,0 +1,107 @@
+"""Matching ready beads to idle agents: priority first, persona hints, concurrency limits.
+
+Runs when something could make work possible (a bead created, unblocked or closed; an agent idle),
+not on a timer; Ralph's tick is only the safety net. Decision beads are never dispatched.
+"""
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+
+from sqlalchemy import func, select
+
+from app.extensions import db
+from app.models import Agent, Bead, Persona, Project
+from app.services import settings as runtime
+from app.services.bead_graph import READY
+from app.services.errors import Conflict, ServiceError
+from app.services.loop import LoopSettings, start_run
+
+_BRACKET = re.compile(r"^\s*\[([\w -]+)\]")
+_PHRASES = [re.compile(p, re.I) for p in (r"\bask (?:the |a |an )?([\w-]+) to\b", r"\bfor (?:the )?([\w-]+)\s*:",
+                                           r"^\s*([\w-]+)\s*:")]
+DEFAULT_PERSONA = "engineer"
+
+
+def hint_words(bead: Bead) -> list[str]:
+    """Routing hints: the bead's tags, a `[qa]`-style title prefix, `ask the reviewer to`, `for devops:`."""
+    words = [t.lower() for t in bead.tags]
+    bracket = _BRACKET.match(bead.title)
+    if bracket:
+        words.append(bracket.group(1).strip().lower())
+    for pattern in _PHRASES:
+        match = pattern.search(bead.title)
+        if match:
+            words.append(match.group(1).lower())
+    return words
+
+
+def persona_for(words: list[str], personas: list[Persona]) -> str | None:
+    """The first hint that names a persona, by name, name prefix, or one of its front-matter hints."""
+    for word in words:
+        for persona in personas:
+            hints = [h.lower() for h in (persona.meta or {}).get("hints", [])]
+            if word == persona.name or persona.name.startswith(word + "-") or word in hints:
+                return persona.name
+    return None
+
+
+def choose_agent(bead: Bead, candidates: list[Agent], personas: list[Persona], staffed: set[str]) -> Agent | None:
+    """An idle agent of the hinted persona (waiting for one if the team has it but all are busy), else an
+    engineer, else anyone."""
+    if not candidates:
+        return None
+    wanted = persona_for(hint_words(bead), personas)
+    if wanted not in staffed:
+        wanted = None
+    for persona in (wanted, DEFAULT_PERSONA):
+        for agent in candidates:
+            if persona and agent.persona == persona:
+                return agent
+    return candidates[0] if wanted is None else None
+
+
+def dispatch_ready(settings: LoopSettings, max_concurrent: int, max_per_project: int) -> list[tuple[int, int]]:
+    """Start runs for as many ready beads as limits and idle agents allow; returns (run id, project id)s."""
+    if not runtime.get_setting("dispatch.enabled", True):
+        return []
+    max_concurrent = runtime.get_setting("dispatch.max_concurrent", max_concurrent)
+    default_per_project = runtime.get_setting("dispatch.max_per_project", max_per_project)
+    running = dict(db.session.execute(select(Bead.project_id, func.count()).where(Bead.status == "in_progress")
+                                      .group_by(Bead.project_id)).all())
+    capacity = max_concurrent - sum(running.values())
+    if capacity <= 0:
+        return []
+    ready = db.session.scalars(select(Bead).where(READY, Bead.type != "decision")
+                               .order_by(Bead.priority, Bead.created_at, Bead.id).limit(min(500, capacity * 4))).all()
+    if not ready:
+        return []
+    idle: dict[int | None, list[Agent]] = defaultdict(list)
+    for agent in db.session.scalars(select(Agent).where(Agent.status == "idle").order_by(Agent.id)).all():
+        idle[agent.project_id].append(agent)
+    personas = list(db.session.scalars(select(Persona)).all())
+    staffed: dict[int | None, set[str]] = defaultdict(set)
+    for project_id, persona in db.session.execute(select(Agent.project_id, Agent.persona)
+                                                  .where(Agent.status != "complete")).all():
+        staffed[project_id].add(persona)
+    limits = {p.id: p.max_concurrent or default_per_project for p in db.session.scalars(select(Project)).all()}
+    started: list[tuple[int, int]] = []
+    for bead in ready:
+        if capacity <= 0:
+            break
+        if running.get(bead.project_id, 0) >= limits.get(bead.project_id, default_per_project):
+            continue
+        agent = choose_agent(bead, idle[bead.project_id] + idle[None], personas,
+                             staffed[bead.project_id] | staffed[None])
+        if agent is None:
+            continue
+        idle[agent.project_id].remove(agent)
+        try:
+            run = start_run(bead.id, agent.id, settings)
+        except (Conflict, ServiceError):  # someone else claimed it first, or it changed meanwhile
+            db.session.rollback()
+            continue
+        started.append((run.id, run.project_id))
+        capacity -= 1
+        running[bead.project_id] = running.get(bead.project_id, 0) + 1
+    return started

@@ -1,0 +1,27 @@
+"""Publishing domain events after a commit. A Redis outage never fails the change that caused it."""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import redis
+from flask import current_app
+
+log = logging.getLogger("loom.events")
+
+
+def emit(type: str, *, project_id: int | None = None, bead_id: int | None = None, agent_id: int | None = None,
+         data: dict[str, Any] | None = None) -> dict | None:
+    """Publish one event on the bus and run the app's event hooks (e.g. wake the dispatcher)."""
+    event = None
+    try:
+        event = current_app.extensions["loom.bus"]().publish(type, project_id=project_id, bead_id=bead_id,
+                                                             agent_id=agent_id, data=data)
+    except redis.RedisError as exc:
+        log.warning("event %s not published (Redis unavailable: %s)", type, exc)
+    for hook in current_app.extensions.get("loom.event_hooks", []):
+        try:
+            hook(type, project_id, bead_id, agent_id)
+        except Exception:  # noqa: BLE001 (a hook failing must not undo a committed change)
+            log.exception("event hook %r failed for %s", hook, type)
+    return event

@@ -1,0 +1,33 @@
+"""Which LLM the loop talks to, and one pooled client per provider per process."""
+from __future__ import annotations
+
+import threading
+
+from sqlalchemy import select
+
+from app.extensions import db
+from app.llm import LLMClient
+from app.models import Provider
+
+_clients: dict[tuple, LLMClient] = {}
+_lock = threading.Lock()
+
+
+def provider_settings(config: dict) -> tuple[str, str | None, str | None]:
+    """(url, api_key, model): the first registered provider that is not down, else LOOM_PROVIDER_URL."""
+    provider = db.session.scalar(select(Provider).where(Provider.status != "down").order_by(Provider.id).limit(1))
+    if provider is not None:
+        return provider.endpoint, provider.api_key, provider.model or config.get("MODEL") or None
+    if not config.get("PROVIDER_URL"):
+        raise LookupError("no LLM provider: set LOOM_PROVIDER_URL or register one (POST /api/v1/providers)")
+    return config["PROVIDER_URL"], config.get("PROVIDER_API_KEY") or None, config.get("MODEL") or None
+
+
+def client_for(url: str, api_key: str | None, model: str | None, timeout: float) -> LLMClient:
+    """A shared client (connection pool) for these settings; safe to use from many threads."""
+    key = (url, api_key, model, timeout)
+    with _lock:
+        client = _clients.get(key)
+        if client is None:
+            client = _clients[key] = LLMClient(url, api_key, model, timeout=timeout)
+        return client

@@ -1,0 +1,255 @@
+"""The bead action loop, one LLM turn per call: start a run, then `run_step` until the run ends.
+
+Crash safety: a step is written twice. The LLM reply is stored first (`llm_done`); its actions run
+and the step becomes `applied` together with the run's iteration count. A redelivered step finds
+its row and never asks the LLM twice; effects kept in the database carry idempotency keys; file
+writes and commits are idempotent. Every write first checks the fencing token, so a worker whose
+lease was reclaimed stops without touching the bead.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Callable
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from app.extensions import db
+from app.llm import LLMClient, LLMError, trim_messages
+from app.models import Agent, Bead, Persona, Project, Run, Step, utcnow
+from app.services import beads, bead_graph, prompts, workspace
+from app.services.action_parser import parse_reply
+from app.services.actions import ActionContext, apply_actions
+from app.services.errors import ServiceError
+from app.services.events import emit
+from app.services.loop_limits import LIMITS, check_limits, record_llm_error
+
+log = logging.getLogger("loom.loop")
+STORED_REPLY_CHARS = 262_144
+
+
+@dataclass
+class LoopSettings:
+    data_dir: str
+    lease_seconds: int = 300
+    max_iterations: int = 25
+    context_chars: int = 120_000
+    command_timeout: int = 120
+
+
+@dataclass
+class StepOutcome:
+    next_step: bool
+    delay_s: float = 0.0
+    reason: str | None = None
+    project_id: int | None = None
+
+
+def start_run(bead_id: int, agent_id: int, settings: LoopSettings) -> Run:
+    """Claim the bead for the agent and open a Run (raises Conflict when someone else won)."""
+    bead = bead_graph.claim_bead(bead_id, agent_id, settings.lease_seconds)
+    agent = db.session.get(Agent, agent_id)
+    persona = db.session.get(Persona, agent.persona)
+    project = db.session.get(Project, bead.project_id)
+    blocked_by, _ = bead_graph.edges_of([bead.id])
+    run = Run(bead_id=bead.id, agent_id=agent.id, project_id=bead.project_id, fencing_token=bead.fencing_token,
+              system_prompt=prompts.system_prompt(agent, persona, project),
+              task_prompt=prompts.task_prompt(bead, blocked_by.get(bead.id, [])), counters={})
+    db.session.add(run)
+    db.session.commit()
+    emit("run.started", project_id=run.project_id, bead_id=bead.id, agent_id=agent.id,
+         data={"run_id": run.id, "persona": agent.persona})
+    return run
+
+
+def _finish(run: Run, status: str, reason: str) -> None:
+    run.status, run.terminal_reason, run.finished_at = status, reason, utcnow()
+    db.session.commit()
+    emit("run.finished", project_id=run.project_id, bead_id=run.bead_id, agent_id=run.agent_id,
+         data={"run_id": run.id, "status": status, "reason": reason, "iterations": run.iterations})
+
+
+def _still_ours(run: Run) -> bool:
+    """The bead is in progress, with this run's agent and fencing token (its lease was not reclaimed)."""
+    row = db.session.execute(select(Bead.status, Bead.fencing_token, Bead.assigned_to)
+                             .where(Bead.id == run.bead_id)).first()
+    return row is not None and tuple(row) == ("in_progress", run.fencing_token, run.agent_id)
+
+
+def _renew_lease(run: Run, lease_seconds: int) -> bool:
+    now = utcnow()
+    renewed = db.session.execute(
+        update(Bead).where(Bead.id == run.bead_id, Bead.fencing_token == run.fencing_token,
+                           Bead.status == "in_progress")
+        .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
+        .execution_options(synchronize_session=False)).rowcount
+    if renewed:
+        db.session.execute(update(Agent).where(Agent.id == run.agent_id).values(last_heartbeat_at=now)
+                           .execution_options(synchronize_session=False))
+    db.session.commit()
+    return bool(renewed)
+
+
+def _workspace_for(run: Run, project: Project, settings: LoopSettings) -> Path:
+    path = workspace.project_dir(settings.data_dir, project.id) / "worktrees" / f"bead-{run.bead_id}"
+    if (path / ".git").exists():
+        return path
+    workspace.ensure_project_repo(settings.data_dir, project.id, project.git_repo, project.default_branch)
+    return workspace.ensure_worktree(settings.data_dir, project.id, run.bead_id, project.default_branch)
+
+
+def _delta_publisher(run: Run, seq: int) -> Callable[[str], None]:
+    """Relay streamed tokens as `llm.delta` events, batched to at most ~10 events a second."""
+    buffer: list[str] = []
+    last = [time.monotonic()]
+
+    def on_delta(piece: str) -> None:
+        buffer.append(piece)
+        if time.monotonic() - last[0] >= 0.1:
+            emit("llm.delta", project_id=run.project_id, bead_id=run.bead_id, agent_id=run.agent_id,
+                 data={"run_id": run.id, "seq": seq, "text": "".join(buffer)})
+            buffer.clear()
+            last[0] = time.monotonic()
+
+    def flush() -> None:
+        if buffer:
+            on_delta("")
+
+    on_delta.flush = flush  # type: ignore[attr-defined]
+    return on_delta
+
+
+def _ask_llm(run: Run, seq: int, llm: LLMClient, settings: LoopSettings) -> Step | StepOutcome:
+    """One LLM call; stores the reply as a `llm_done` Step. Errors go to the bead's error history."""
+    applied = db.session.scalars(select(Step).where(Step.run_id == run.id, Step.status == "applied")
+                                 .order_by(Step.seq)).all()
+    budget = int((run.counters or {}).get("context_chars", settings.context_chars))
+    messages = trim_messages(prompts.conversation(run.system_prompt, run.task_prompt, list(applied)), budget)
+    emit("step.started", project_id=run.project_id, bead_id=run.bead_id, agent_id=run.agent_id,
+         data={"run_id": run.id, "seq": seq})
+    db.session.commit()  # hold no transaction (or pooled connection) while waiting on the LLM
+    on_delta = _delta_publisher(run, seq)
+    try:
+        completion = llm.chat(messages, stream=True, on_delta=on_delta)
+    except LLMError as exc:
+        verdict = record_llm_error(run, seq, exc, budget)
+        emit("step.finished", project_id=run.project_id, bead_id=run.bead_id, agent_id=run.agent_id,
+             data={"run_id": run.id, "seq": seq, "error": {"kind": exc.kind, "message": verdict.reason[:300]}})
+        if verdict.block_kind is None:
+            return StepOutcome(True, delay_s=verdict.retry_in_s, reason=verdict.reason, project_id=run.project_id)
+        beads.block_bead(run.bead_id, verdict.reason[:1000], kind=verdict.block_kind)
+        _finish(db.session.get(Run, run.id), "failed", verdict.reason[:1000])
+        return StepOutcome(False, reason=verdict.reason, project_id=run.project_id)
+    on_delta.flush()  # type: ignore[attr-defined]
+    step = Step(run_id=run.id, bead_id=run.bead_id, seq=seq, status="llm_done", request=messages[-1]["content"],
+                response=completion.content[:STORED_REPLY_CHARS], model=completion.model,
+                prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens,
+                latency_ms=round(completion.latency_ms, 1))
+    db.session.add(step)
+    counters = dict(run.counters or {})
+    for kind in ("auth", "provider", "rate_limit", "identical", "context"):
+        counters.pop(f"errors.{kind}", None)
+    run.counters = counters
+    try:
+        db.session.commit()
+    except IntegrityError:  # another delivery of this step stored its reply first: it carries on
+        db.session.rollback()
+        return StepOutcome(False, reason="duplicate delivery")
+    return step
+
+
+def _apply(run: Run, step: Step, project: Project, bead: Bead, agent: Agent, settings: LoopSettings) -> StepOutcome:
+    parsed = parse_reply(step.response)
+    ctx = ActionContext(run_id=run.id, seq=step.seq, bead_id=bead.id, project_id=project.id, agent_name=agent.name,
+                        workspace=_workspace_for(run, project, settings), data_dir=settings.data_dir,
+                        default_branch=project.default_branch, git_strategy=project.git_strategy,
+                        acceptance=bead.acceptance, command_timeout=settings.command_timeout)
+    if parsed.error:
+        results, invalid, mutated, terminal, reason = [{"type": "reply", "status": "error",
+                                                        "output": parsed.error}], 0, False, None, None
+    else:
+        outcome = apply_actions(ctx, parsed.actions)
+        results, invalid, mutated = outcome.results, outcome.invalid, outcome.mutated
+        terminal, reason = outcome.terminal, outcome.terminal_reason
+    step = db.session.get(Step, step.id)
+    run = db.session.get(Run, run.id)
+    step.status, step.results, step.applied_at = "applied", results, utcnow()
+    step.actions = parsed.actions if len(json.dumps(parsed.actions, default=str)) < 200_000 else []
+    step.notes, step.parse_error = parsed.notes, parsed.error
+    run.iterations = step.seq
+    run.prompt_tokens += step.prompt_tokens
+    run.completion_tokens += step.completion_tokens
+    fingerprint = hashlib.sha256(json.dumps(parsed.actions, sort_keys=True, default=str).encode()).hexdigest()
+    stop = check_limits(run, parse_failed=bool(parsed.error), invalid=invalid, mutated=mutated,
+                        fingerprint=fingerprint, max_iterations=settings.max_iterations)
+    db.session.commit()
+    emit("step.finished", project_id=run.project_id, bead_id=run.bead_id, agent_id=run.agent_id,
+         data={"run_id": run.id, "seq": step.seq, "actions": [a.get("type") for a in parsed.actions
+                                                              if isinstance(a, dict)],
+               "results": [r["status"] for r in results], "notes": (parsed.notes or "")[:1000],
+               "prompt_tokens": step.prompt_tokens, "completion_tokens": step.completion_tokens,
+               "latency_ms": step.latency_ms, "parse_error": parsed.error})
+    if terminal == "done":
+        beads.close_bead(run.bead_id, reason)
+        _finish(run, "finished", f"done: {reason}")
+        return StepOutcome(False, reason="done", project_id=run.project_id)
+    if terminal == "escalated":
+        _finish(run, "finished", reason or "escalated")
+        return StepOutcome(False, reason="escalated", project_id=run.project_id)
+    if stop is not None:
+        beads.block_bead(run.bead_id, f"loop stopped: {stop}", kind="loop")
+        _finish(run, "failed", stop)
+        return StepOutcome(False, reason=stop, project_id=run.project_id)
+    return StepOutcome(True, project_id=run.project_id)
+
+
+def run_step(run_id: int, llm: LLMClient, settings: LoopSettings) -> StepOutcome:
+    """Exactly one turn of the run: ask the LLM (unless a stored reply awaits), apply, record, decide."""
+    run = db.session.get(Run, run_id)
+    if run is None or run.status != "running":
+        return StepOutcome(False, reason="run not active")
+    if not _still_ours(run):
+        _finish(run, "abandoned", "the bead was reclaimed, closed or reassigned while this run was away")
+        return StepOutcome(False, reason="stale", project_id=run.project_id)
+    agent = db.session.get(Agent, run.agent_id)
+    if agent is None or agent.status == "paused":
+        beads.reopen_bead(run.bead_id, "agent paused: bead released")
+        _finish(run, "stopped", "agent paused")
+        return StepOutcome(False, reason="paused", project_id=run.project_id)
+    seq = run.iterations + 1
+    if seq > settings.max_iterations:
+        beads.block_bead(run.bead_id, f"loop stopped: {LIMITS['max_iterations']} ({settings.max_iterations})",
+                         kind="loop")
+        _finish(run, "failed", "max_iterations")
+        return StepOutcome(False, reason="max_iterations", project_id=run.project_id)
+    if not _renew_lease(run, settings.lease_seconds):
+        _finish(run, "abandoned", "lease lost")
+        return StepOutcome(False, reason="stale", project_id=run.project_id)
+    step = db.session.scalar(select(Step).where(Step.run_id == run.id, Step.seq == seq))
+    if step is None:
+        asked = _ask_llm(run, seq, llm, settings)
+        if isinstance(asked, StepOutcome):
+            return asked
+        step = asked
+    run = db.session.get(Run, run_id)
+    if not _still_ours(run):  # fencing check right before any effect
+        _finish(run, "abandoned", "lease lost before applying the reply")
+        return StepOutcome(False, reason="stale", project_id=run.project_id)
+    bead, project = db.session.get(Bead, run.bead_id), db.session.get(Project, run.project_id)
+    try:
+        return _apply(run, step, project, bead, agent, settings)
+    except workspace.WorkspaceError as exc:  # the repository could not be prepared: a person must look
+        db.session.rollback()
+        beads.block_bead(run.bead_id, f"workspace: {exc}"[:1000], kind="workspace")
+        _finish(db.session.get(Run, run_id), "failed", f"workspace: {exc}"[:1000])
+        return StepOutcome(False, reason="workspace", project_id=run.project_id)
+    except ServiceError as exc:  # e.g. the bead vanished mid-step
+        db.session.rollback()
+        _finish(db.session.get(Run, run_id), "failed", exc.message)
+        return StepOutcome(False, reason=exc.message, project_id=run.project_id)

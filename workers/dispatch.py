@@ -1,0 +1,55 @@
+"""The dispatcher task and the event hook that wakes it: event-driven, deduplicated, one at a time."""
+from __future__ import annotations
+
+import logging
+
+import redis
+from celery import shared_task
+from kombu.exceptions import OperationalError as BrokerUnavailable
+from flask import current_app
+
+from app.services import dispatch as dispatch_service
+from workers.loop import enqueue_step, loop_settings, send
+
+log = logging.getLogger("loom.dispatch")
+PENDING_KEY = "loom:dispatch:pending"
+LOCK_KEY = "loom:lock:dispatch"
+
+
+WAKING_EVENTS = frozenset({"bead.created", "bead.closed", "bead.status_changed", "agent.status_changed"})
+
+
+def on_event(type: str, project_id: int | None, bead_id: int | None, agent_id: int | None) -> None:
+    """Event hook: anything that may make work possible (a bead created, unblocked or closed; an agent
+    idle) asks for one dispatch pass."""
+    if type in WAKING_EVENTS:
+        request_dispatch()
+
+
+def request_dispatch() -> None:
+    """Enqueue a dispatch pass unless one is already waiting (a Redis flag dedups bursts of events)."""
+    try:
+        client = current_app.extensions["loom.redis"]()
+        if client.set(PENDING_KEY, "1", nx=True, ex=30):
+            send("loom.dispatch")
+    except (redis.RedisError, BrokerUnavailable, OSError) as exc:  # Ralph's tick dispatches again within 10 s
+        log.warning("dispatch request not sent: %s", exc)
+
+
+@shared_task(name="loom.dispatch", ignore_result=True)
+def dispatch() -> list[tuple[int, int]]:
+    """Start runs for ready beads; each new run's first step is enqueued after its commit."""
+    client = current_app.extensions["loom.redis"]()
+    client.delete(PENDING_KEY)  # events from now on ask for another pass
+    lock = client.lock(LOCK_KEY, timeout=60, blocking_timeout=30)
+    if not lock.acquire():
+        request_dispatch()
+        return []
+    try:
+        cfg = current_app.config
+        started = dispatch_service.dispatch_ready(loop_settings(), cfg["MAX_CONCURRENT"], cfg["MAX_PER_PROJECT"])
+    finally:
+        lock.release()
+    for run_id, project_id in started:
+        enqueue_step(run_id, project_id)
+    return started

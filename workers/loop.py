@@ -1,0 +1,73 @@
+"""Tasks that run bead action loops: ids in, ids out. Each `step` is one LLM turn and enqueues the next."""
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from flask import current_app
+from sqlalchemy.exc import OperationalError
+
+from app.extensions import db
+from app.models import Project
+from app.services import llm_clients
+from app.services import loop as loop_service
+from app.services.errors import ServiceError
+from app.services.loop import LoopSettings
+
+log = logging.getLogger("loom.worker")
+
+
+def loop_settings() -> LoopSettings:
+    cfg = current_app.config
+    return LoopSettings(data_dir=cfg["DATA_DIR"], lease_seconds=cfg["LEASE_SECONDS"],
+                        max_iterations=min(100, cfg["MAX_ITERATIONS"]), context_chars=cfg["CONTEXT_CHARS"],
+                        command_timeout=cfg["COMMAND_TIMEOUT"])
+
+
+def queue_for(project_id: int | None) -> str:
+    """`project.<id>` for projects with dedicated workers, else the default queue."""
+    if project_id is not None:
+        project = db.session.get(Project, project_id)
+        if project is not None and project.dedicated:
+            return f"project.{project_id}"
+    return "default"
+
+
+def send(task_name: str, args: tuple = (), queue: str = "default", countdown: float | None = None) -> None:
+    """Enqueue through this Flask app's own Celery app (never a process-global default)."""
+    current_app.extensions["celery"].send_task(task_name, args=args, queue=queue, countdown=countdown)
+
+
+def enqueue_step(run_id: int, project_id: int | None, delay_s: float = 0.0) -> None:
+    send("loom.step", (run_id,), queue=queue_for(project_id), countdown=delay_s or None)
+
+
+@shared_task(name="loom.start_run", ignore_result=True)
+def start_run(bead_id: int, agent_id: int) -> int | None:
+    """Claim a bead for an agent and start its loop (a no-op when the claim is lost)."""
+    try:
+        run = loop_service.start_run(bead_id, agent_id, loop_settings())
+    except ServiceError as exc:
+        log.info("start_run(%s, %s) refused: %s", bead_id, agent_id, exc.message)
+        return None
+    enqueue_step(run.id, run.project_id)
+    return run.id
+
+
+@shared_task(name="loom.step", bind=True, ignore_result=True, max_retries=8)
+def step(self, run_id: int) -> str | None:
+    """One LLM turn of a run; the next turn is enqueued only after this one is committed."""
+    try:
+        settings = loop_settings()
+        url, api_key, model = llm_clients.provider_settings(current_app.config)
+        llm = llm_clients.client_for(url, api_key, model, float(current_app.config["STEP_TIMEOUT"]))
+        outcome = loop_service.run_step(run_id, llm, settings)
+    except OperationalError as exc:  # the database blinked: try the same step again shortly
+        db.session.rollback()
+        raise self.retry(exc=exc, countdown=min(60, 2 ** self.request.retries)) from exc
+    except LookupError as exc:  # no provider configured: retry later rather than lose the run
+        log.error("run %s waits: %s", run_id, exc)
+        raise self.retry(exc=exc, countdown=30) from exc
+    if outcome.next_step:
+        enqueue_step(run_id, outcome.project_id, outcome.delay_s)
+    return outcome.reason
