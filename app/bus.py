@@ -7,8 +7,9 @@ Event shape: {"id", "type", "ts", "project_id", "bead_id"?, "agent_id"?, "data"}
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
-from typing import Any, Iterable
+from datetime import datetime, UTC
+from typing import Any
+from collections.abc import Iterable
 
 import redis
 
@@ -24,7 +25,7 @@ class EventBus:
     def publish(self, type: str, *, project_id: int | None = None, bead_id: int | None = None,
                 agent_id: int | None = None, data: dict[str, Any] | None = None) -> dict:
         """Append to the ring buffer, then fan out live. Returns the event with its id."""
-        event: dict[str, Any] = {"type": type, "ts": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
+        event: dict[str, Any] = {"type": type, "ts": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
                                  "project_id": project_id}
         if bead_id is not None:
             event["bead_id"] = bead_id

@@ -24,9 +24,7 @@ DEFAULTS: dict[str, tuple[Any, type]] = {
     "LEASE_SECONDS": (300, int),  # how long a claim holds a bead before Ralph may reclaim it
     "TOKEN_TTL_SECONDS": (12 * 3600, int),  # bearer tokens from POST /auth/login
     "MAX_CONTENT_LENGTH": (2 * 1024 * 1024, int),  # request bodies
-    "PAGE_LIMIT_MAX": (500, int),
     "DEFAULT_TEAM": ("engineering-manager,engineer,qa-engineer,code-reviewer", str),
-    "SEED_ON_START": (True, bool),
     "EVENT_BUFFER": (1000, int),  # events kept in the ring buffer
     "MAX_CONCURRENT": (100, int),  # bead loops running at once, all projects
     "MAX_PER_PROJECT": (20, int),  # bead loops running at once in one project
@@ -34,8 +32,7 @@ DEFAULTS: dict[str, tuple[Any, type]] = {
     "STEP_TIMEOUT": (300, int),  # seconds one LLM call may take (httpx) before the step fails
     "CONTEXT_CHARS": (120_000, int),  # history sent to the LLM is trimmed to this many characters
     "COMMAND_TIMEOUT": (120, int),  # default and cap for run_command
-    "DEMO": (False, bool),
-    "AUTO_DISPATCH": (True, bool),  # events wake the dispatcher (tests of the API alone turn it off)  # make run: seed a demo project on first start  # load default personas and the admin user on first start
+    "AUTO_DISPATCH": (True, bool),  # events wake the dispatcher (tests of the API alone turn it off)
 }
 
 

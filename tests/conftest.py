@@ -273,8 +273,8 @@ def make_engine(primary_database_url, redis_url, tmp_path_factory):
         redis.Redis.from_url(engine_redis).flushdb()
         llm = ScriptedLLMServer(load_script(script))
         llm.start()
-        app = build_app(database_url, engine_redis, tmp / "data", AUTO_DISPATCH=True, PROVIDER_URL=llm.url,
-                        **config)
+        app = build_app(database_url, engine_redis, tmp / "data", **{"AUTO_DISPATCH": True,
+                                                                      "PROVIDER_URL": llm.url, **config})
         engine = Engine(app, llm, database_url, engine_redis, tmp / "data")
         made.append(engine)
         return engine

@@ -9,9 +9,9 @@ from app.config import load_config
 
 def test_layers(tmp_path):
     env = {"LOOM_DATA_DIR": str(tmp_path), "LOOM_PORT": "9000", "LOOM_LEASE_SECONDS": "60",
-           "LOOM_SEED_ON_START": "false"}
+           "LOOM_AUTO_DISPATCH": "false"}
     cfg = load_config(environ=env)
-    assert cfg["PORT"] == 9000 and cfg["LEASE_SECONDS"] == 60 and cfg["SEED_ON_START"] is False
+    assert cfg["PORT"] == 9000 and cfg["LEASE_SECONDS"] == 60 and cfg["AUTO_DISPATCH"] is False
     assert cfg["DATABASE_URL"] == f"sqlite:///{tmp_path / 'loom.db'}"
     assert load_config({"PORT": 1234}, environ=env)["PORT"] == 1234
 
@@ -36,4 +36,5 @@ def test_celery_settings_are_safe_for_crashes(tmp_path):
     assert celery["task_serializer"] == "json" and celery["accept_content"] == ["json"]
     assert celery["task_ignore_result"] and celery["worker_send_task_events"]
     assert celery["worker_prefetch_multiplier"] == 1
-    assert celery["beat_schedule"]["ralph-tick"]["options"]["expires"] <= celery["beat_schedule"]["ralph-tick"]["schedule"]
+    ralph = celery["beat_schedule"]["ralph-tick"]
+    assert ralph["options"]["expires"] <= ralph["schedule"]

@@ -1,6 +1,7 @@
-"""`make run`'s launcher on a machine with no PostgreSQL or Redis configured: up, healthy, login works, Ctrl-C cleans up."""
+"""`make run`'s launcher with no PostgreSQL, Redis or LLM configured: up, healthy, the demo runs, Ctrl-C cleans up."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -35,8 +36,25 @@ def test_run_brings_up_the_whole_stack_and_stops_it(tmp_path):
         assert ready["status"] == "ok" and ready["checks"]["redis"]["ok"] and ready["checks"]["database"]["ok"]
         assert (tmp_path / "var" / "loom.db").exists()  # SQLite by default
         token = httpx.post(f"{url}/api/v1/auth/login", json={"username": "admin", "password": password}).json()
-        personas = httpx.get(f"{url}/api/v1/personas", headers={"Authorization": f"Bearer {token['token']}"})
+        headers = {"Authorization": f"Bearer {token['token']}"}
+        personas = httpx.get(f"{url}/api/v1/personas", headers=headers)
         assert personas.status_code == 200 and personas.json()["total"] >= 8
+        # The demo project's three dependent beads run end to end on the scripted LLM within a minute.
+        deadline = time.monotonic() + 60
+        statuses: list[str] = []
+        while time.monotonic() < deadline:
+            beads = httpx.get(f"{url}/api/v1/beads?project_id=1", headers=headers).json()["items"]
+            statuses = [b["status"] for b in beads]
+            if statuses == ["closed"] * 3:
+                break
+            time.sleep(0.5)
+        assert statuses == ["closed"] * 3, beads
+        repo = tmp_path / "var" / "projects" / "1" / "repo"
+        tracked = subprocess.run(["git", "ls-tree", "--name-only", "main"], cwd=repo, capture_output=True,
+                                 text=True, check=True).stdout.split()
+        assert {"calc.py", "test_calc.py", "README.md"} <= set(tracked)  # "direct" strategy: merged into main
+        steps = httpx.get(f"{url}/api/v1/beads/2/steps", headers=headers).json()["items"]
+        assert any("unittest" in json.dumps(s["actions"]) and s["results"][0]["status"] == "ok" for s in steps)
         children = psutil.Process(proc.pid).children(recursive=True)
         names = " ".join(" ".join(c.cmdline()) for c in children)
         for part in ("redis-server", "gunicorn", "worker", "beat"):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from app.services import workspace
+from app.services import workspace_files
 from app.services.sandbox import PathEscape, SandboxError, resolve_in, run_command
 
 
@@ -53,9 +53,9 @@ def test_resolve_in_refuses_hostile_paths(ws: Path, rel: str) -> None:
 @pytest.mark.parametrize("rel", ["../x", "/etc/passwd", "a\x00b", ".git/config"])
 def test_file_operations_refuse_hostile_paths(ws: Path, rel: str) -> None:
     with pytest.raises(PathEscape):
-        workspace.read_file(ws, rel)
+        workspace_files.read_file(ws, rel)
     with pytest.raises(PathEscape):
-        workspace.write_file(ws, rel, "x")
+        workspace_files.write_file(ws, rel, "x")
     assert (ws / ".git" / "config").read_text() == "[core]\n"
 
 
@@ -81,7 +81,7 @@ def test_symlink_to_etc_cannot_be_read_through(ws: Path) -> None:
         with pytest.raises(PathEscape):
             resolve_in(ws, rel)
         with pytest.raises(PathEscape):
-            workspace.read_file(ws, rel)
+            workspace_files.read_file(ws, rel)
 
 
 def test_symlinked_directory_outside_refuses_writes(ws: Path, tmp_path: Path) -> None:
@@ -90,14 +90,14 @@ def test_symlinked_directory_outside_refuses_writes(ws: Path, tmp_path: Path) ->
     (ws / "out").symlink_to(outside)
     for rel in ("out/new.txt", "out/deeper/new.txt"):
         with pytest.raises(PathEscape):
-            workspace.write_file(ws, rel, "pwned")
+            workspace_files.write_file(ws, rel, "pwned")
     assert list(outside.iterdir()) == []
 
 
 def test_dangling_symlink_pointing_outside_refused(ws: Path, tmp_path: Path) -> None:
     (ws / "later").symlink_to(tmp_path / "not-yet")
     with pytest.raises(PathEscape):
-        workspace.write_file(ws, "later", "pwned")
+        workspace_files.write_file(ws, "later", "pwned")
     assert not (tmp_path / "not-yet").exists()
 
 
@@ -106,14 +106,14 @@ def test_symlink_to_git_refused_and_inside_symlink_allowed(ws: Path) -> None:
     with pytest.raises(PathEscape):
         resolve_in(ws, "internals/config")
     (ws / "alias").symlink_to(ws / "a")
-    assert workspace.read_file(ws, "alias/f.txt") == "hello\n"
+    assert workspace_files.read_file(ws, "alias/f.txt") == "hello\n"
 
 
 def test_search_does_not_follow_symlinks_out(ws: Path, tmp_path: Path) -> None:
     (tmp_path / "secret.txt").write_text("needle outside\n")
     (ws / "leak.txt").symlink_to(tmp_path / "secret.txt")
     (ws / "a" / "in.txt").write_text("needle inside\n")
-    assert workspace.search_text(ws, "needle") == "a/in.txt:1: needle inside"
+    assert workspace_files.search_text(ws, "needle") == "a/in.txt:1: needle inside"
 
 
 # --- run_command ------------------------------------------------------------------------------------

@@ -72,7 +72,9 @@ def status(session: Session) -> None:
         + (f" {check['latency_ms']} ms" if check.get("latency_ms") is not None else "")
         + (f" ({check['error']})" if check.get("error") else "")
         for name, check in (health.get("checks") or {}).items())
-    by = lambda counts: ", ".join(f"{name} {n}" for name, n in counts.items())
+    def by(counts: dict) -> str:
+        return ", ".join(f"{name} {n}" for name, n in counts.items())
+
     click.echo(f"Server:    {session.server}")
     click.echo(f"Health:    {health.get('status', 'unknown')}" + (f" ({checks})" if checks else ""))
     click.echo(f"Projects:  {projects}")

@@ -35,7 +35,7 @@ def emit_json(data: Any) -> None:
 def print_table(headers: list[str], rows: list[list[str]]) -> None:
     widths = [max(len(row[i]) for row in [headers, *rows]) for i in range(len(headers))]
     for row in [headers, *rows]:
-        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
 
 
 def print_page(session: Session, page: dict, columns: list[Column], noun: str) -> None:

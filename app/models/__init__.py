@@ -9,24 +9,7 @@ from app.models.system import ConfigKV, LogEntry
 from app.models.users import ROLES, User
 
 __all__ = [
-    "AGENT_STATUSES",
-    "BEAD_STATUSES",
-    "BEAD_TYPES",
-    "GIT_STRATEGIES",
-    "PROVIDER_STATUSES",
-    "ROLES",
-    "Agent",
-    "Bead",
-    "BeadDependency",
-    "BeadTag",
-    "Comment",
-    "ConfigKV",
-    "LogEntry",
-    "Persona",
-    "Project",
-    "Provider",
-    "User",
-    "iso",
-    "mask_secret",
-    "utcnow",
+    "AGENT_STATUSES", "BEAD_STATUSES", "BEAD_TYPES", "ERROR_HISTORY_KEEP", "GIT_STRATEGIES", "PROVIDER_STATUSES",
+    "ROLES", "RUN_STATUSES", "Agent", "Bead", "BeadDependency", "BeadTag", "Comment", "ConfigKV", "LogEntry",
+    "Persona", "Project", "Provider", "Run", "Step", "User", "iso", "mask_secret", "utcnow",
 ]

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.extensions import db
-from app.services import beads, decisions, sandbox, workspace
+from app.services import beads, decisions, sandbox, workspace, workspace_files
 from app.services.action_parser import MUTATING, TERMINAL, validate_action
 from app.services.errors import ServiceError
 
@@ -63,8 +63,8 @@ def _done(ctx: ActionContext, action: dict, outcome: TurnOutcome) -> dict:
         if check.exit_code != 0 or check.timed_out:
             return _error("done", "not done: the acceptance command failed, fix it and try again\n"
                           f"$ {ctx.acceptance}\n{_command_output(check)}")
-    workspace.git_commit(ctx.workspace, f"Finish bead #{ctx.bead_id}",
-                         {"Bead": str(ctx.bead_id), "Agent": ctx.agent_name})
+    workspace_files.git_commit(ctx.workspace, f"Finish bead #{ctx.bead_id}",
+                               {"Bead": str(ctx.bead_id), "Agent": ctx.agent_name})
     merged = ""
     if ctx.git_strategy == "direct":
         merged = "; " + workspace.merge_to_default(ctx.data_dir, ctx.project_id, ctx.bead_id, ctx.default_branch)
@@ -76,24 +76,24 @@ def _apply_one(ctx: ActionContext, action: dict, index: int, outcome: TurnOutcom
     kind, ws = action["type"], ctx.workspace
     key = f"run{ctx.run_id}.step{ctx.seq}.action{index}"  # idempotency key for effects kept in the database
     if kind == "read_file":
-        return _ok(kind, workspace.read_file(ws, action["path"]))
+        return _ok(kind, workspace_files.read_file(ws, action["path"]))
     if kind == "write_file":
-        return _ok(kind, workspace.write_file(ws, action["path"], action["content"]))
+        return _ok(kind, workspace_files.write_file(ws, action["path"], action["content"]))
     if kind == "edit_file":
-        return _ok(kind, workspace.edit_file(ws, action["path"], action["old"], action["new"]))
+        return _ok(kind, workspace_files.edit_file(ws, action["path"], action["old"], action["new"]))
     if kind == "list_files":
-        return _ok(kind, workspace.list_files(ws, action.get("path") or ".", int(action.get("depth") or 2)))
+        return _ok(kind, workspace_files.list_files(ws, action.get("path") or ".", int(action.get("depth") or 2)))
     if kind == "search_text":
-        return _ok(kind, workspace.search_text(ws, action["query"], action.get("path") or "."))
+        return _ok(kind, workspace_files.search_text(ws, action["query"], action.get("path") or "."))
     if kind == "run_command":
         return _run(ctx, action["command"], action.get("timeout"))
     if kind == "git_status":
-        return _ok(kind, workspace.git_status(ws))
+        return _ok(kind, workspace_files.git_status(ws))
     if kind == "git_diff":
-        return _ok(kind, workspace.git_diff(ws))
+        return _ok(kind, workspace_files.git_diff(ws))
     if kind == "git_commit":
-        return _ok(kind, workspace.git_commit(ws, action["message"], {"Bead": str(ctx.bead_id),
-                                                                     "Agent": ctx.agent_name}))
+        return _ok(kind, workspace_files.git_commit(ws, action["message"], {"Bead": str(ctx.bead_id),
+                                                                           "Agent": ctx.agent_name}))
     if kind == "create_bead":
         created = beads.create_bead(ctx.project_id, action["title"], description=action.get("description") or "",
                                     priority=action.get("priority", 2), tags=action.get("tags") or [],

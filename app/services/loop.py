@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -24,14 +24,14 @@ from app.extensions import db
 from app.llm import LLMClient, LLMError, trim_messages
 from app.models import Agent, Bead, Persona, Project, Run, Step, utcnow
 from app.services import beads, bead_graph, prompts, workspace
-from app.services.action_parser import parse_reply
+from app.services.action_parser import MAX_REPLY_CHARS, parse_reply
 from app.services.actions import ActionContext, apply_actions
 from app.services.errors import ServiceError
 from app.services.events import emit
 from app.services.loop_limits import LIMITS, check_limits, record_llm_error
 
 log = logging.getLogger("loom.loop")
-STORED_REPLY_CHARS = 262_144
+OVERSIZE_KEEP_CHARS = 65_536  # of a reply over the parser's limit, only the start is kept
 
 
 @dataclass
@@ -147,8 +147,11 @@ def _ask_llm(run: Run, seq: int, llm: LLMClient, settings: LoopSettings) -> Step
         _finish(db.session.get(Run, run.id), "failed", verdict.reason[:1000])
         return StepOutcome(False, reason=verdict.reason, project_id=run.project_id)
     on_delta.flush()  # type: ignore[attr-defined]
+    oversize = len(completion.content) > MAX_REPLY_CHARS
     step = Step(run_id=run.id, bead_id=run.bead_id, seq=seq, status="llm_done", request=messages[-1]["content"],
-                response=completion.content[:STORED_REPLY_CHARS], model=completion.model,
+                response=completion.content[:OVERSIZE_KEEP_CHARS] if oversize else completion.content,
+                parse_error=f"reply too large ({len(completion.content)} characters; the limit is "
+                            f"{MAX_REPLY_CHARS})" if oversize else None, model=completion.model,
                 prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens,
                 latency_ms=round(completion.latency_ms, 1))
     db.session.add(step)
@@ -166,6 +169,8 @@ def _ask_llm(run: Run, seq: int, llm: LLMClient, settings: LoopSettings) -> Step
 
 def _apply(run: Run, step: Step, project: Project, bead: Bead, agent: Agent, settings: LoopSettings) -> StepOutcome:
     parsed = parse_reply(step.response)
+    if step.parse_error:  # decided when the reply arrived (too large to keep whole)
+        parsed.actions, parsed.notes, parsed.error = [], None, step.parse_error
     ctx = ActionContext(run_id=run.id, seq=step.seq, bead_id=bead.id, project_id=project.id, agent_name=agent.name,
                         workspace=_workspace_for(run, project, settings), data_dir=settings.data_dir,
                         default_branch=project.default_branch, git_strategy=project.git_strategy,

@@ -32,8 +32,8 @@ def system_prompt(agent: Agent, persona: Persona, project: Project) -> str:
 
 
 def task_prompt(bead: Bead, blocked_by: list[int]) -> str:
-    lines = [f"Bead #{bead.id}: {bead.title}",
-             f"Priority: P{bead.priority} · Type: {bead.type}" + (f" · Tags: {', '.join(bead.tags)}" if bead.tags else "")]
+    tags = f" · Tags: {', '.join(bead.tags)}" if bead.tags else ""
+    lines = [f"Bead #{bead.id}: {bead.title}", f"Priority: P{bead.priority} · Type: {bead.type}{tags}"]
     if bead.description:
         lines += ["", bead.description.strip()]
     if bead.acceptance:

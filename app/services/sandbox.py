@@ -7,9 +7,11 @@ Commands: `run_command` runs `bash -c` in the workspace through a small supervis
 file run as a script with `python -I -S`), so nothing unsafe happens between fork and exec in a threaded
 Celery worker (no `preexec_fn`). The supervisor
 
-* sets hard+soft rlimits on itself before spawning the command: address space, CPU seconds (per
-  process), file size, processes (RLIMIT_NPROC) and 1024 open files; a limit cannot be raised again
-  by the command unless it runs as root (root has CAP_SYS_RESOURCE and is not bound by RLIMIT_NPROC);
+* sets hard+soft rlimits on itself before spawning the command: address space (per process; a JVM or
+  anything reserving large virtual ranges needs a higher memory_mb), CPU seconds (per process), file
+  size, processes (RLIMIT_NPROC, as headroom over the uid's current task count) and 1024 open files.
+  The command cannot raise them again unless it runs as root: root has CAP_SYS_RESOURCE and is not
+  bound by RLIMIT_NPROC at all, so as root only the tree-killing below stops a fork bomb;
 * makes itself a child subreaper, so every descendant, even one that calls `setsid` or double-forks,
   is reparented to it and reaped (no zombies, no daemon outliving the command);
 * runs the command in a session of its own and, on SIGTERM (the timeout) or when the command exits,
@@ -191,10 +193,25 @@ def _descendants(root: int) -> list[int]:
     return found
 
 
+def _user_tasks(uid: int) -> int:
+    """Processes and threads owned by `uid` now, system-wide: what RLIMIT_NPROC counts."""
+    count = 0
+    for name in os.listdir("/proc"):
+        try:
+            if name.isdigit() and os.stat(f"/proc/{name}").st_uid == uid:
+                count += len(os.listdir(f"/proc/{name}/task"))
+        except OSError:
+            continue
+    return count
+
+
 def _set_limits(memory_mb: int, cpu_seconds: int, max_file_mb: int, max_processes: int) -> None:
+    """Hard = soft, clamped to the current hard limits. RLIMIT_NPROC counts every task of the uid (a desktop
+    has thousands of threads), so `max_processes` is headroom over the count now, not an absolute number."""
+    nproc = _user_tasks(os.getuid()) + max_processes if max_processes > 0 else 0
     for res, value in ((resource.RLIMIT_AS, memory_mb * 1024 * 1024), (resource.RLIMIT_CPU, cpu_seconds),
                        (resource.RLIMIT_FSIZE, max_file_mb * 1024 * 1024),
-                       (resource.RLIMIT_NPROC, max_processes), (resource.RLIMIT_NOFILE, 1024)):
+                       (resource.RLIMIT_NPROC, nproc), (resource.RLIMIT_NOFILE, 1024)):
         if value <= 0:
             continue
         _, hard = resource.getrlimit(res)
