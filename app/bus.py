@@ -15,12 +15,19 @@ import redis
 
 STREAM_KEY = "loom:events"
 CHANNEL = "loom:events:live"
+# Append to the ring buffer and fan out in one round trip; the stream id is spliced into the JSON.
+_PUBLISH = """
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[1], '*', 'e', ARGV[2])
+redis.call('PUBLISH', KEYS[2], '{"id":"' .. id .. '",' .. string.sub(ARGV[2], 2))
+return id
+"""
 
 
 class EventBus:
     def __init__(self, client: redis.Redis, maxlen: int = 1000) -> None:
         self.client = client
         self.maxlen = maxlen
+        self._publish = client.register_script(_PUBLISH)
 
     def publish(self, type: str, *, project_id: int | None = None, bead_id: int | None = None,
                 agent_id: int | None = None, data: dict[str, Any] | None = None) -> dict:
@@ -33,10 +40,8 @@ class EventBus:
             event["agent_id"] = agent_id
         event["data"] = data or {}
         body = json.dumps(event, default=str)
-        event_id = self.client.xadd(STREAM_KEY, {"e": body}, maxlen=self.maxlen, approximate=False)
-        event = {"id": event_id.decode() if isinstance(event_id, bytes) else event_id, **event}
-        self.client.publish(CHANNEL, json.dumps(event, default=str))
-        return event
+        event_id = self._publish(keys=[STREAM_KEY, CHANNEL], args=[self.maxlen, body])
+        return {"id": event_id.decode() if isinstance(event_id, bytes) else event_id, **event}
 
     def history(self, *, after: str | None = None, limit: int = 100, project_id: int | None = None,
                 bead_id: int | None = None, types: Iterable[str] | None = None) -> list[dict]:

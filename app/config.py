@@ -73,6 +73,7 @@ def celery_settings(redis_url: str) -> dict:
     return {
         "broker_url": redis_url,
         "broker_connection_retry_on_startup": True,
+        "broker_pool_limit": 200,  # one pooled broker connection per busy thread: no connect per publish
         "broker_transport_options": {"visibility_timeout": 3600},
         "task_serializer": "json",
         "accept_content": ["json"],
@@ -102,7 +103,8 @@ def engine_options(url: str) -> dict:
     if url.startswith("sqlite"):
         # Threads of one web process share the file; wait for the writer instead of failing.
         return {"connect_args": {"timeout": 30, "check_same_thread": False}}
-    return {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 40}
+    # Threads (web or worker) share the pool; keep the connections instead of reopening overflow ones.
+    return {"pool_pre_ping": True, "pool_size": 40, "max_overflow": 10, "pool_timeout": 60}
 
 
 def _persistent_secret(data_dir: Path) -> str:

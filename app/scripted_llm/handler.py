@@ -10,6 +10,7 @@ from __future__ import annotations
 import hmac
 import json
 import socket
+import sys
 import threading
 import time
 from collections import deque
@@ -27,6 +28,12 @@ class ProviderHTTPServer(ThreadingHTTPServer):
 
     daemon_threads = True
     request_queue_size = 512  # the listen() backlog: 100+ clients connect at once in benchmarks
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hangs up mid-request is normal (timeouts, shutdowns): not worth a traceback."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
     def __init__(self, address: tuple[str, int], script: Script, *, api_key: str | None = None,
                  latency_ms: int | None = None) -> None:

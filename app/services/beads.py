@@ -43,7 +43,7 @@ def normalise_tags(tags: Iterable[str]) -> list[str]:
             out.append(tag)
     if len(out) > MAX_TAGS:
         raise ValidationError(f"at most {MAX_TAGS} tags", "tags")
-    return out
+    return sorted(out)
 
 
 def create_bead(project_id: int, title: str, *, description: str = "", priority: int = 2,

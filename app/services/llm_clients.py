@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 from sqlalchemy import select
 
@@ -13,8 +14,23 @@ _clients: dict[tuple, LLMClient] = {}
 _lock = threading.Lock()
 
 
+_settings_cache: dict[int, tuple[float, tuple]] = {}
+SETTINGS_TTL_S = 5.0  # a provider added or marked down is picked up within seconds
+
+
 def provider_settings(config: dict) -> tuple[str, str | None, str | None]:
-    """(url, api_key, model): the first registered provider that is not down, else LOOM_PROVIDER_URL."""
+    """(url, api_key, model), looked up at most every few seconds per process (see _lookup)."""
+    now = time.monotonic()
+    cached = _settings_cache.get(id(config))
+    if cached is not None and now - cached[0] < SETTINGS_TTL_S:
+        return cached[1]
+    settings = _lookup(config)
+    _settings_cache[id(config)] = (now, settings)
+    return settings
+
+
+def _lookup(config: dict) -> tuple[str, str | None, str | None]:
+    """The first registered provider that is not down, else LOOM_PROVIDER_URL."""
     provider = db.session.scalar(select(Provider).where(Provider.status != "down").order_by(Provider.id).limit(1))
     if provider is not None:
         return provider.endpoint, provider.api_key, provider.model or config.get("MODEL") or None

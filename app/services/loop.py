@@ -82,25 +82,30 @@ def _still_ours(run: Run) -> bool:
     return row is not None and tuple(row) == ("in_progress", run.fencing_token, run.agent_id)
 
 
-def _renew_lease(run: Run, lease_seconds: int) -> bool:
+HEARTBEAT_EVERY = timedelta(seconds=30)
+
+
+def _renew_lease(run: Run, agent: Agent, lease_seconds: int) -> bool:
+    """Extend the bead's lease (fenced); refresh the agent's heartbeat when it is older than 30 s."""
     now = utcnow()
     renewed = db.session.execute(
         update(Bead).where(Bead.id == run.bead_id, Bead.fencing_token == run.fencing_token,
                            Bead.status == "in_progress")
         .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
         .execution_options(synchronize_session=False)).rowcount
-    if renewed:
+    if renewed and (agent.last_heartbeat_at is None or now - agent.last_heartbeat_at > HEARTBEAT_EVERY):
         db.session.execute(update(Agent).where(Agent.id == run.agent_id).values(last_heartbeat_at=now)
                            .execution_options(synchronize_session=False))
-    db.session.commit()
     return bool(renewed)
 
 
 def _workspace_for(run: Run, project: Project, settings: LoopSettings) -> Path:
-    path = workspace.project_dir(settings.data_dir, project.id) / "worktrees" / f"bead-{run.bead_id}"
+    project_dir = workspace.project_dir(settings.data_dir, project.id)
+    path = project_dir / "worktrees" / f"bead-{run.bead_id}"
     if (path / ".git").exists():
         return path
-    workspace.ensure_project_repo(settings.data_dir, project.id, project.git_repo, project.default_branch)
+    if not (project_dir / "repo" / ".git").is_dir():  # only the project's first bead pays for the repository
+        workspace.ensure_project_repo(settings.data_dir, project.id, project.git_repo, project.default_branch)
     return workspace.ensure_worktree(settings.data_dir, project.id, run.bead_id, project.default_branch)
 
 
@@ -215,14 +220,32 @@ def _apply(run: Run, step: Step, project: Project, bead: Bead, agent: Agent, set
 
 
 def run_step(run_id: int, llm: LLMClient, settings: LoopSettings) -> StepOutcome:
-    """Exactly one turn of the run: ask the LLM (unless a stored reply awaits), apply, record, decide."""
-    run = db.session.get(Run, run_id)
-    if run is None or run.status != "running":
+    """Exactly one turn of the run: ask the LLM (unless a stored reply awaits), apply, record, decide.
+
+    Within the step, objects are not reloaded after each of its commits (the fencing checks read the
+    database directly); everything is expired once at the start so nothing stale comes in.
+    """
+    session = db.session()
+    session.expire_all()
+    previous, session.expire_on_commit = session.expire_on_commit, False
+    try:
+        return _run_step(run_id, llm, settings)
+    finally:
+        session.expire_on_commit = previous
+
+
+def _run_step(run_id: int, llm: LLMClient, settings: LoopSettings) -> StepOutcome:
+    # One round trip for the run, its agent and the fencing facts of its bead.
+    row = db.session.execute(
+        select(Run, Agent, Bead.status, Bead.fencing_token, Bead.assigned_to)
+        .outerjoin(Agent, Agent.id == Run.agent_id).join(Bead, Bead.id == Run.bead_id).where(Run.id == run_id)
+    ).first()
+    if row is None or row[0].status != "running":
         return StepOutcome(False, reason="run not active")
-    if not _still_ours(run):
+    run, agent = row[0], row[1]
+    if tuple(row[2:]) != ("in_progress", run.fencing_token, run.agent_id):
         _finish(run, "abandoned", "the bead was reclaimed, closed or reassigned while this run was away")
         return StepOutcome(False, reason="stale", project_id=run.project_id)
-    agent = db.session.get(Agent, run.agent_id)
     if agent is None or agent.status == "paused":
         beads.reopen_bead(run.bead_id, "agent paused: bead released")
         _finish(run, "stopped", "agent paused")
@@ -233,7 +256,8 @@ def run_step(run_id: int, llm: LLMClient, settings: LoopSettings) -> StepOutcome
                          kind="loop")
         _finish(run, "failed", "max_iterations")
         return StepOutcome(False, reason="max_iterations", project_id=run.project_id)
-    if not _renew_lease(run, settings.lease_seconds):
+    if not _renew_lease(run, agent, settings.lease_seconds):
+        db.session.rollback()
         _finish(run, "abandoned", "lease lost")
         return StepOutcome(False, reason="stale", project_id=run.project_id)
     step = db.session.scalar(select(Step).where(Step.run_id == run.id, Step.seq == seq))

@@ -1,0 +1,1 @@
+"""Benchmarks: each prints absolute figures and ratios measured in the same run."""
