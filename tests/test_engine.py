@@ -90,4 +90,7 @@ def test_dependent_beads_run_in_order_with_commits_steps_and_events(make_engine)
         assert kind in types, kind
     finished = [e for e in events if e["type"] == "step.finished" and e.get("bead_id") == a["id"]]
     assert [e["data"]["seq"] for e in finished] == [1, 2, 3]
-    assert any(e["type"] == "llm.delta" for e in events) or any(e["type"] == "step.finished" for e in events)
+    deltas = [e for e in events if e["type"] == "llm.delta" and e.get("bead_id") == a["id"]]
+    assert {d["data"]["seq"] for d in deltas} == {1, 2, 3}  # every turn's tokens were relayed
+    streamed = "".join(d["data"]["text"] for d in deltas if d["data"]["seq"] == 2)
+    assert "git_commit" in streamed

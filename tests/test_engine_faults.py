@@ -29,6 +29,8 @@ GARBAGE_SCRIPT = {
         {"match": {"title": "^accept", "turn": 1}, "reply": {"actions": [{"type": "done", "reason": "too early"}]}},
         {"match": {"title": "^accept", "turn": 2}, "reply": {"actions": [
             {"type": "write_file", "path": "ok.txt", "content": "ok"}, {"type": "done", "reason": "now"}]}},
+        {"match": {"title": "^long"}, "fault": {"status": 400, "times": 1, "message":
+                   "This model's maximum context length is 8192 tokens; your messages resulted in 9000 tokens"}},
         {"match": {"title": "^forever"}, "reply": {"actions": [
             {"type": "write_file", "path": "t{turn}.txt", "content": "turn {turn}"}]}},
     ],
@@ -148,3 +150,15 @@ def test_escalation_waits_for_a_decision_then_resumes(make_engine):
     again = engine.app.test_client().post(f"/api/v1/decisions/{decisions[0]['id']}/decide", headers=api.headers,
                                           json={"decision": "SQLite"})
     assert again.status_code == 409 and again.get_json()["error"]["code"] == "already_decided"
+
+
+def test_context_window_error_trims_the_history_and_goes_on(make_engine):
+    engine, api = _engine(make_engine, CONTEXT_CHARS=100_000)
+    with _worker(engine):
+        project = api("post", "/projects", json={"name": "long"})
+        bead = api("post", "/beads", json={"project_id": project["id"], "title": "long conversation"})
+        final = wait_for(_settled(api, bead["id"]), timeout=60)
+    assert final["status"] == "closed"
+    assert [e["kind"] for e in final["error_history"]] == ["context_length"]
+    runs = api("get", f"/beads/{bead['id']}/runs")["items"]
+    assert runs[0]["status"] == "finished"

@@ -172,7 +172,7 @@ class ChatHandler(BaseHTTPRequestHandler):
         stream = request.get("stream") is True
         if fault is not None and fault.status is not None:
             headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
-            message = f"scripted fault: HTTP {fault.status}"
+            message = fault.message or f"scripted fault: HTTP {fault.status}"
             self._send_json(fault.status, completions.error_body(
                 message, completions.error_type_for(fault.status), fault.status), headers)
         elif fault is not None and fault.invalid_json_body is not None:

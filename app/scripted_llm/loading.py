@@ -27,7 +27,7 @@ from app.scripted_llm.script import (
 SCRIPT_KEYS = ("model", "latency_ms", "stream_chunk_delay_ms", "rules", "default", "description")
 RULE_KEYS = ("match", "reply", "reply_text", "fault", "description")
 MATCH_KEYS = ("persona", "title", "turn", "bead_id", "last_message")
-FAULT_KEYS = ("status", "retry_after", "delay_ms", "truncate", "garbage", "invalid_json_body", "times")
+FAULT_KEYS = ("status", "message", "retry_after", "delay_ms", "truncate", "garbage", "invalid_json_body", "times")
 
 
 def load_script(source: str | Path | dict[str, Any] | Script) -> Script:
@@ -124,7 +124,10 @@ def _parse_fault(raw: Any, where: str) -> Fault:
     retry_after = raw.get("retry_after")
     if retry_after is not None and status is None:
         raise ValueError(f"{where}.retry_after: only makes sense with a status")
-    fault = Fault(status=status,
+    message = raw.get("message")
+    if message is not None and (status is None or not isinstance(message, str)):
+        raise ValueError(f"{where}.message: a text, and only with a status")
+    fault = Fault(status=status, message=message,
                   retry_after=None if retry_after is None else str(retry_after),
                   delay_ms=_int(raw.get("delay_ms", 0), f"{where}.delay_ms"),
                   truncate=None if raw.get("truncate") is None else _int(raw["truncate"], f"{where}.truncate"),

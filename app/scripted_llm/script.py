@@ -94,6 +94,7 @@ class Fault:
     """A misbehaviour to inject; `times` limits how many matching requests get it (None: always)."""
 
     status: int | None = None
+    message: str | None = None  # the error message sent with `status` (e.g. a context-window error)
     retry_after: str | None = None
     delay_ms: int = 0
     truncate: int | None = None

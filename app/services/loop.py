@@ -114,17 +114,20 @@ def _delta_publisher(run: Run, seq: int) -> Callable[[str], None]:
     buffer: list[str] = []
     last = [time.monotonic()]
 
+    def publish() -> None:
+        emit("llm.delta", project_id=run.project_id, bead_id=run.bead_id, agent_id=run.agent_id,
+             data={"run_id": run.id, "seq": seq, "text": "".join(buffer)})
+        buffer.clear()
+        last[0] = time.monotonic()
+
     def on_delta(piece: str) -> None:
         buffer.append(piece)
         if time.monotonic() - last[0] >= 0.1:
-            emit("llm.delta", project_id=run.project_id, bead_id=run.bead_id, agent_id=run.agent_id,
-                 data={"run_id": run.id, "seq": seq, "text": "".join(buffer)})
-            buffer.clear()
-            last[0] = time.monotonic()
+            publish()
 
     def flush() -> None:
         if buffer:
-            on_delta("")
+            publish()
 
     on_delta.flush = flush  # type: ignore[attr-defined]
     return on_delta

@@ -1,0 +1,87 @@
+"""The dispatcher: persona hints, decision beads, concurrency limits, dedicated project queues."""
+from __future__ import annotations
+
+import time
+from types import SimpleNamespace
+
+from celery.contrib.testing.worker import start_worker
+
+from app.services.dispatch import hint_words, persona_for
+from tests.test_engine import Client, wait_for
+
+PERSONAS = [SimpleNamespace(name=n, meta={"hints": h}) for n, h in (
+    ("engineer", ["bug", "feature"]), ("qa-engineer", ["qa", "test", "tests"]),
+    ("code-reviewer", ["review", "reviewer"]), ("devops-engineer", ["devops", "ci", "deploy"]))]
+
+
+def _bead(title: str, tags: list[str] | None = None):
+    return SimpleNamespace(title=title, tags=tags or [])
+
+
+def test_persona_hints_from_title_and_tags():
+    cases = {
+        ("[qa] check the login page", ()): "qa-engineer",
+        ("Ask the reviewer to look at the parser", ()): "code-reviewer",
+        ("for devops: add a CI job", ()): "devops-engineer",
+        ("Fix the crash", ("bug",)): "engineer",
+        ("Write more", ("tests",)): "qa-engineer",
+        ("qa: flaky suite", ()): "qa-engineer",
+        ("Plain work with no hint", ()): None,
+    }
+    for (title, tags), persona in cases.items():
+        assert persona_for(hint_words(_bead(title, list(tags))), PERSONAS) == persona, title
+
+
+SCRIPT = {"latency_ms": 150, "rules": [
+    {"match": {"turn": 1}, "reply": {"actions": [{"type": "write_file", "path": "f.txt", "content": "{title}"}]}},
+    {"match": {"turn": 2}, "reply": {"actions": [{"type": "done", "reason": "ok"}]}}]}
+
+
+def _closed(api, ids):
+    def closed():
+        """the beads to close"""
+        return all(api("get", f"/beads/{i}")["status"] == "closed" for i in ids)
+    return closed
+
+
+def test_hinted_bead_goes_to_the_hinted_persona_and_limits_hold(make_engine):
+    engine = make_engine(SCRIPT, MAX_PER_PROJECT=1)
+    api = Client(engine.app)
+    with start_worker(engine.app.extensions["celery"], pool="threads", concurrency=6, perform_ping_check=False,
+                      loglevel="WARNING"):
+        project = api("post", "/projects", json={"name": "limits"})
+        qa = api("post", "/beads", json={"project_id": project["id"], "title": "[qa] test the thing"})
+        plain = [api("post", "/beads", json={"project_id": project["id"], "title": f"plain {i}"})["id"]
+                 for i in range(3)]
+        decision = api("post", "/beads", json={"project_id": project["id"], "title": "pick", "type": "decision"})
+        wait_for(_closed(api, [qa["id"], *plain]), timeout=60)
+    agents = {a["id"]: a["persona"] for a in api("get", f"/agents?project_id={project['id']}")["items"]}
+    qa_run = api("get", f"/beads/{qa['id']}/runs")["items"][0]
+    assert agents[qa_run["agent_id"]] == "qa-engineer"
+    runs = sorted((api("get", f"/beads/{i}/runs")["items"][0] for i in [qa["id"], *plain]),
+                  key=lambda r: r["started_at"])
+    for earlier, later in zip(runs, runs[1:], strict=False):  # MAX_PER_PROJECT=1: one at a time
+        assert earlier["finished_at"] <= later["started_at"]
+    assert api("get", f"/beads/{decision['id']}")["status"] == "open"  # decisions never auto-run
+    assert api("get", f"/beads/{decision['id']}/runs")["total"] == 0
+
+
+def test_dedicated_project_runs_only_on_its_own_queue(make_engine):
+    engine = make_engine(SCRIPT)
+    api = Client(engine.app)
+    celery_app = engine.app.extensions["celery"]
+    project = api("post", "/projects", json={"name": "dedicated", "dedicated": True})
+    with start_worker(celery_app, pool="threads", concurrency=4, perform_ping_check=False, loglevel="WARNING",
+                      queues=["default"]):
+        bead = api("post", "/beads", json={"project_id": project["id"], "title": "on my own workers"})
+
+        def claimed():
+            """the bead to be claimed by the default worker's dispatcher"""
+            return api("get", f"/beads/{bead['id']}")["status"] == "in_progress"
+        wait_for(claimed, timeout=30)
+        time.sleep(1.0)
+        assert api("get", f"/beads/{bead['id']}/steps")["total"] == 0  # its steps wait on project.<id>
+    with start_worker(celery_app, pool="threads", concurrency=4, perform_ping_check=False, loglevel="WARNING",
+                      queues=[f"project.{project['id']}"]):
+        wait_for(_closed(api, [bead["id"]]), timeout=30)
+    assert api("get", f"/beads/{bead['id']}/steps")["total"] == 2
