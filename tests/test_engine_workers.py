@@ -59,16 +59,17 @@ def test_ten_beads_two_agents_two_worker_processes(make_engine, tmp_path):
         stop(procs)
     logs = "".join((tmp_path / f"worker{n}.log").read_text() for n in range(2))
     assert "Traceback" not in logs, logs[-3000:]
-    by_agent: dict[int, list[dict]] = {}
+    held: dict[int, list[tuple[str, str, int]]] = {}  # agent -> (claimed, released, bead)
     for bead in beads:
         runs = api("get", f"/beads/{bead['id']}/runs")["items"]
         assert [(r["status"], r["iterations"]) for r in runs] == [("finished", 3)], (bead["id"], runs)
         steps = api("get", f"/beads/{bead['id']}/steps")["items"]
         assert [s["seq"] for s in steps] == [1, 2, 3]  # every LLM turn ran exactly once
-        by_agent.setdefault(runs[0]["agent_id"], []).append(runs[0])
-    assert set(by_agent) <= {a["id"] for a in agents}
-    for agent_runs in by_agent.values():  # an agent's runs never overlap in time
-        agent_runs.sort(key=lambda r: r["started_at"])
-        for earlier, later in zip(agent_runs, agent_runs[1:], strict=False):
-            assert earlier["finished_at"] <= later["started_at"], (earlier, later)
+        closed_at = api("get", f"/beads/{bead['id']}")["closed_at"]  # closing is what frees the agent
+        held.setdefault(runs[0]["agent_id"], []).append((runs[0]["started_at"], closed_at, bead["id"]))
+    assert set(held) <= {a["id"] for a in agents}
+    for spans in held.values():  # an agent never holds two beads at once
+        spans.sort()
+        for earlier, later in zip(spans, spans[1:], strict=False):
+            assert earlier[1] <= later[0], (earlier, later)
     assert len(engine.llm.requests) == 30

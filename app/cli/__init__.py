@@ -13,6 +13,7 @@ from app.cli import (  # noqa: F401  (imported for their side effect: registerin
     commands_beads,
     commands_projects,
     commands_providers,
+    commands_users,
 )
 from app.cli.group import cli, main
 

@@ -5,11 +5,13 @@ from app.models.beads import BEAD_STATUSES, BEAD_TYPES, ERROR_HISTORY_KEEP, Bead
 from app.models.projects import GIT_STRATEGIES, Project
 from app.models.providers import PROVIDER_STATUSES, Provider, mask_secret
 from app.models.runs import RUN_STATUSES, Run, Step
+from app.models.security import ApiKey, SecurityEvent
 from app.models.system import ConfigKV, LogEntry
 from app.models.users import ROLES, User
 
 __all__ = [
     "AGENT_STATUSES", "BEAD_STATUSES", "BEAD_TYPES", "ERROR_HISTORY_KEEP", "GIT_STRATEGIES", "PROVIDER_STATUSES",
     "ROLES", "RUN_STATUSES", "Agent", "Bead", "BeadDependency", "BeadTag", "Comment", "ConfigKV", "LogEntry",
-    "Persona", "Project", "Provider", "Run", "Step", "User", "iso", "mask_secret", "utcnow",
+    "Persona", "Project", "Provider", "Run", "Step", "User", "iso", "mask_secret", "utcnow", "ApiKey",
+    "SecurityEvent",
 ]

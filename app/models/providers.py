@@ -19,6 +19,11 @@ def mask_secret(secret: str | None) -> str | None:
     return "****" + secret[-4:] if len(secret) > 8 else "****"
 
 
+def secret_hint(secret: str | None) -> str | None:
+    """What may be stored in clear next to an encrypted key: its masked form."""
+    return mask_secret(secret)
+
+
 class Provider(db.Model):
     __tablename__ = "providers"
 
@@ -26,7 +31,8 @@ class Provider(db.Model):
     name: Mapped[str] = mapped_column(String(100), unique=True, nullable=False)
     endpoint: Mapped[str] = mapped_column(String(1000), nullable=False)
     model: Mapped[str | None] = mapped_column(String(200))
-    api_key: Mapped[str | None] = mapped_column(Text)
+    api_key: Mapped[str | None] = mapped_column(Text)  # encrypted (app/services/secrets.py), never returned
+    api_key_hint: Mapped[str | None] = mapped_column(String(8))  # "****abcd"
     status: Mapped[str] = mapped_column(String(20), default="unknown", nullable=False)
     latency_ms: Mapped[float | None] = mapped_column(Float)
     last_error: Mapped[str | None] = mapped_column(Text)
@@ -40,7 +46,7 @@ class Provider(db.Model):
             "name": self.name,
             "endpoint": self.endpoint,
             "model": self.model,
-            "api_key": mask_secret(self.api_key),
+            "api_key": self.api_key_hint if self.api_key else None,
             "status": self.status,
             "latency_ms": self.latency_ms,
             "last_error": self.last_error,

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from app.extensions import db
 from app.llm import LLMClient
 from app.models import Provider
+from app.services.secrets import decrypt_secret
 
 _clients: dict[tuple, LLMClient] = {}
 _lock = threading.Lock()
@@ -33,7 +34,7 @@ def _lookup(config: dict) -> tuple[str, str | None, str | None]:
     """The first registered provider that is not down, else LOOM_PROVIDER_URL."""
     provider = db.session.scalar(select(Provider).where(Provider.status != "down").order_by(Provider.id).limit(1))
     if provider is not None:
-        return provider.endpoint, provider.api_key, provider.model or config.get("MODEL") or None
+        return provider.endpoint, decrypt_secret(provider.api_key), provider.model or config.get("MODEL") or None
     if not config.get("PROVIDER_URL"):
         raise LookupError("no LLM provider: set LOOM_PROVIDER_URL or register one (POST /api/v1/providers)")
     return config["PROVIDER_URL"], config.get("PROVIDER_API_KEY") or None, config.get("MODEL") or None

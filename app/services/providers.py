@@ -9,6 +9,8 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import Provider, utcnow
+from app.models.providers import secret_hint
+from app.services.secrets import decrypt_secret, encrypt_secret
 from app.services.errors import Conflict, NotFound, ValidationError
 
 
@@ -33,7 +35,8 @@ def create_provider(name: str, endpoint: str, *, model: str | None = None, api_k
         raise ValidationError("name must not be empty", "name")
     if db.session.scalar(select(func.count()).select_from(Provider).where(Provider.name == name)):
         raise Conflict(f"a provider named {name!r} already exists", "name", code="exists")
-    provider = Provider(name=name, endpoint=_check_endpoint(endpoint), model=model or None, api_key=api_key or None)
+    provider = Provider(name=name, endpoint=_check_endpoint(endpoint), model=model or None,
+                        api_key=encrypt_secret(api_key), api_key_hint=secret_hint(api_key))
     db.session.add(provider)
     db.session.commit()
     return provider
@@ -60,7 +63,8 @@ def update_provider(provider_id: int, changes: dict) -> Provider:
     if "model" in changes:
         provider.model = changes["model"] or None
     if "api_key" in changes:
-        provider.api_key = changes["api_key"] or None
+        provider.api_key = encrypt_secret(changes["api_key"])
+        provider.api_key_hint = secret_hint(changes["api_key"])
     db.session.commit()
     return provider
 
@@ -73,7 +77,8 @@ def delete_provider(provider_id: int) -> None:
 def check_provider(provider_id: int, client: httpx.Client | None = None, timeout: float = 10.0) -> Provider:
     """GET {endpoint}/models; healthy when it answers 200 with a model list, down otherwise."""
     provider = get_provider(provider_id)
-    headers = {"Authorization": f"Bearer {provider.api_key}"} if provider.api_key else {}
+    api_key = decrypt_secret(provider.api_key)
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     own_client = client is None
     client = client or httpx.Client(timeout=timeout)
     started = time.perf_counter()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from functools import lru_cache
 from datetime import UTC, datetime, timedelta
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
@@ -12,6 +13,8 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from app.extensions import db
 from app.models import ROLES, User, utcnow
 from app.services.errors import Conflict, NotFound, Unauthorized, ValidationError
+from app.services.login_limits import LoginLimiter
+from app.services.security_log import record_security_event
 
 # resource:action permissions. Every route declares one of these (app/web/api/routing.py).
 READ = ["projects:read", "beads:read", "agents:read", "personas:read", "providers:read", "decisions:read",
@@ -49,7 +52,7 @@ def get_user(user_id: int) -> User:
     return user
 
 
-def create_user(username: str, password: str, role: str = "user") -> User:
+def create_user(username: str, password: str, role: str = "user", actor: str | None = None) -> User:
     if not USERNAME_RE.match(username or ""):
         raise ValidationError("username: 1-64 letters, digits and _.@-", "username")
     if role not in ROLES:
@@ -60,6 +63,7 @@ def create_user(username: str, password: str, role: str = "user") -> User:
     user = User(username=username, password_hash=hash_password(password), role=role)
     db.session.add(user)
     db.session.commit()
+    record_security_event("user.created", username=username, actor=actor, details={"role": role})
     return user
 
 
@@ -69,32 +73,61 @@ def list_users(limit: int = 50, offset: int = 0) -> tuple[list[User], int]:
     return list(items), int(total or 0)
 
 
-def update_user(user_id: int, changes: dict) -> User:
+def update_user(user_id: int, changes: dict, actor: str | None = None) -> User:
+    """Role, active flag, password; a disable or a new password ends every session and token."""
     user = get_user(user_id)
-    if changes.get("role") is not None:
+    events: list[tuple[str, dict]] = []
+    if changes.get("role") is not None and changes["role"] != user.role:
         if changes["role"] not in ROLES:
             raise ValidationError(f"role must be one of {', '.join(ROLES)}", "role")
+        events.append(("user.role_changed", {"from": user.role, "to": changes["role"]}))
         user.role = changes["role"]
-    if changes.get("is_active") is not None:
+    if changes.get("is_active") is not None and bool(changes["is_active"]) != user.active:
         user.active = bool(changes["is_active"])
         user.auth_version += 1
+        events.append(("user.enabled" if user.active else "user.disabled", {}))
     if changes.get("password") is not None:
         _check_password_rules(changes["password"])
         user.password_hash = hash_password(changes["password"])
         user.auth_version += 1
+        events.append(("user.password_changed", {}))
     db.session.commit()
+    for kind, details in events:
+        record_security_event(kind, username=user.username, actor=actor, details=details)
     return user
 
 
-def authenticate(username: str, password: str) -> User:
+@lru_cache(maxsize=1)
+def _dummy_hash() -> str:
+    return hash_password("not-a-real-password")
+
+
+def authenticate(username: str, password: str, limiter: LoginLimiter | None = None,
+                 address: str | None = None) -> User:
+    """Check a password (rate-limited per user and address); every outcome is a security event."""
+    if limiter is not None:
+        limiter.check(username, address)
     user = db.session.scalar(select(User).where(User.username == username))
-    # Hash even for unknown users so timing does not reveal which usernames exist.
-    stored = user.password_hash if user else hash_password("not-a-real-password")
-    if not check_password_hash(stored, password) or user is None or not user.is_active:
+    # Check a hash even for unknown users so timing does not reveal which usernames exist.
+    ok = check_password_hash(user.password_hash if user else _dummy_hash(), password)
+    if not ok or user is None or not user.is_active or user.role == "service":
+        if limiter is not None:
+            limiter.failed(username, address)
+        reason = "service accounts use API keys" if ok and user is not None and user.role == "service" else None
+        record_security_event("login.failed", username=username[:64], details={"reason": reason} if reason else {})
         raise Unauthorized("wrong username or password", "password", code="bad_credentials")
+    if limiter is not None:
+        limiter.succeeded(username)
     user.last_login_at = utcnow()
     db.session.commit()
+    record_security_event("login.ok", username=user.username, actor=user.username)
     return user
+
+
+def change_own_password(user: User, current: str, new: str) -> User:
+    if not check_password_hash(user.password_hash, current):
+        raise Unauthorized("the current password is wrong", "current_password", code="bad_credentials")
+    return update_user(user.id, {"password": new}, actor=user.username)
 
 
 def ensure_admin(password: str | None) -> str | None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Blueprint, redirect, render_template, request, session, url_for
+from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 
 from app.services import agents as agent_service
@@ -12,6 +12,7 @@ from app.services import beads as bead_service
 from app.services import projects as project_service
 from app.services import users as user_service
 from app.services.errors import Unauthorized
+from app.services.login_limits import LoginLimiter, RateLimited
 from app.web.security import csrf_token
 
 bp = Blueprint("ui", __name__)
@@ -36,9 +37,14 @@ def login():
             error = "Your form expired; please try again."
         else:
             try:
-                user = user_service.authenticate(request.form.get("username", ""), request.form.get("password", ""))
+                limiter = LoginLimiter(current_app.extensions["loom.redis"]())
+                user = user_service.authenticate(request.form.get("username", "")[:64],
+                                                 request.form.get("password", "")[:1024], limiter,
+                                                 request.remote_addr)
             except Unauthorized:
                 error = "Wrong username or password."
+            except RateLimited as exc:
+                error = exc.message[:1].upper() + exc.message[1:] + "."
             else:
                 session.clear()
                 login_user(user)
@@ -48,6 +54,8 @@ def login():
 
 @bp.route("/logout", methods=["POST"])
 def logout():
+    if request.form.get("csrf_token") != session.get("csrf"):  # a cross-site form cannot log people out
+        return redirect(url_for("ui.dashboard"))
     logout_user()
     session.clear()
     return redirect(url_for("ui.login"))

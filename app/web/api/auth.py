@@ -1,19 +1,25 @@
 """JSON routes for logging in and out and for managing users."""
 from __future__ import annotations
 
-from flask import current_app, session
+from flask import current_app, request, session
 from flask_login import login_user, logout_user
 
+from app.services import api_keys, security_log
 from app.services import users as service
+from app.services.login_limits import LoginLimiter
 from app.web.api import schemas as s
-from app.web.api.routing import bp, paged, route
-from app.web.security import csrf_token, current_principal
+from app.web.api.routing import actor_name, bp, paged, route
+from app.web.security import csrf_token, current_principal, granted_permissions
+
+
+def login_limiter() -> LoginLimiter:
+    return LoginLimiter(current_app.extensions["loom.redis"]())
 
 
 @route(bp, "/auth/login", methods=("POST",), permission=None, tag="auth", body=s.Login,
        summary="Log in: sets the session cookie and returns a bearer token for scripts")
 def login(body: s.Login):
-    user = service.authenticate(body.username, body.password)
+    user = service.authenticate(body.username, body.password, login_limiter(), request.remote_addr)
     session.clear()  # a fresh session on every login: no fixation
     login_user(user)
     token, expires = service.issue_token(user, current_app.config["SECRET_KEY"],
@@ -32,7 +38,48 @@ def logout():
 @route(bp, "/auth/me", permission="system:read", tag="auth", summary="Who am I, with my permissions")
 def me():
     user = current_principal()
-    return {**user.to_dict(), "permissions": sorted(service.permissions_of(user)), "csrf_token": csrf_token()}
+    return {**user.to_dict(), "permissions": sorted(granted_permissions(user)), "csrf_token": csrf_token()}
+
+
+@route(bp, "/auth/password", methods=("POST",), permission="system:read", tag="auth", body=s.PasswordChange,
+       summary="Change my password (ends my other sessions and tokens)")
+def change_password(body: s.PasswordChange):
+    user = service.change_own_password(current_principal(), body.current_password, body.new_password)
+    login_user(user)  # keep this session; the others end with the old auth version
+    return {"ok": True}
+
+
+@route(bp, "/auth/api-keys", permission="system:read", tag="auth", query=s.KeyFilters,
+       summary="My API keys (admins: everyone's with all=true); never the keys themselves")
+def list_api_keys(query: s.KeyFilters):
+    user = current_principal()
+    everyone = query.all and "users:admin" in granted_permissions(user)
+    items, total = api_keys.list_api_keys(None if everyone else user.id, query.limit, query.offset)
+    return paged([row.to_dict(username) for row, username in items], total, query)
+
+
+@route(bp, "/auth/api-keys", methods=("POST",), permission="system:read", status=201, tag="auth",
+       body=s.ApiKeyCreate, summary="Create an API key with some of my permissions; the key is shown only here")
+def create_api_key(body: s.ApiKeyCreate):
+    user = current_principal()
+    row, key = api_keys.create_api_key(user, body.name, body.permissions, body.expires_at,
+                                       current_app.config["SECRET_KEY"])
+    return {**row.to_dict(user.username), "key": key}, 201
+
+
+@route(bp, "/auth/api-keys/<id:key_id>", methods=("DELETE",), permission="system:read", status=204,
+       tag="auth", summary="Revoke an API key (mine; admins: anyone's)")
+def revoke_api_key(key_id: int):
+    api_keys.revoke_api_key(key_id, current_principal())
+    return "", 204
+
+
+@route(bp, "/security/events", permission="system:admin", tag="auth", query=s.SecurityEventFilters,
+       summary="Security events: logins, keys, role changes (newest first)")
+def list_security_events(query: s.SecurityEventFilters):
+    items, total = security_log.list_security_events(type=query.type, username=query.username,
+                                                     limit=query.limit, offset=query.offset)
+    return paged([e.to_dict() for e in items], total, query)
 
 
 @route(bp, "/users", permission="users:admin", tag="auth", summary="List users", query=s.Page)
@@ -44,10 +91,10 @@ def list_users(query: s.Page):
 @route(bp, "/users", methods=("POST",), permission="users:admin", status=201, tag="auth",
        summary="Create a user", body=s.UserCreate)
 def create_user(body: s.UserCreate):
-    return service.create_user(body.username, body.password, body.role).to_dict(), 201
+    return service.create_user(body.username, body.password, body.role, actor=actor_name()).to_dict(), 201
 
 
 @route(bp, "/users/<id:user_id>", methods=("PATCH",), permission="users:admin", tag="auth",
        summary="Change a user's role, active flag or password", body=s.UserUpdate)
 def update_user(user_id: int, body: s.UserUpdate):
-    return service.update_user(user_id, body.given()).to_dict()
+    return service.update_user(user_id, body.given(), actor=actor_name()).to_dict()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 Id = Annotated[int, Field(ge=1, le=2_147_483_647)]
 Priority = Annotated[int, Field(ge=0, le=3, description="0 = P0 (highest) .. 3 = P3")]
@@ -67,6 +67,26 @@ class UserCreate(Body):
     username: Annotated[str, Field(min_length=1, max_length=64)]
     password: Annotated[str, Field(min_length=8, max_length=1024)]
     role: Role = "user"
+
+
+class PasswordChange(Body):
+    current_password: Annotated[str, Field(min_length=1, max_length=1024)]
+    new_password: Annotated[str, Field(min_length=8, max_length=1024)]
+
+
+class ApiKeyCreate(Body):
+    name: Annotated[str, Field(min_length=1, max_length=100)]
+    permissions: Annotated[list[Annotated[str, Field(max_length=40)]], Field(max_length=50)] | None = None
+    expires_at: AwareDatetime | None = None
+
+
+class KeyFilters(Page):
+    all: bool = False
+
+
+class SecurityEventFilters(Page):
+    type: Annotated[str, Field(max_length=40)] | None = None
+    username: Annotated[str, Field(max_length=64)] | None = None
 
 
 class UserUpdate(Body):
