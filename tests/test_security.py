@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 
 import pytest
 from sqlalchemy import select, update
@@ -84,14 +84,15 @@ def test_role_route_matrix_for_api_keys_and_sessions(app, api, role):
 def test_refused_keys(app, api, admin_token):
     client = app.test_client()
     good = _api_key(client, admin_token)
-    for bad in ("garbage", "loom_", "loom_zzzzzzzz_" + "a" * 40, good["key"][:-1] + ("A" if good["key"][-1] != "A" else "B"),
+    tampered = good["key"][:-1] + ("A" if good["key"][-1] != "A" else "B")
+    for bad in ("garbage", "loom_", "loom_zzzzzzzz_" + "a" * 40, tampered,
                 "loom_00000000_" + good["key"].split("_", 2)[2], good["key"] + "x"):
         assert client.get("/api/v1/beads", headers={"X-API-Key": bad}).status_code == 401, bad
     assert client.get("/api/v1/beads", headers={"Authorization": f"Bearer {good['key']}"}).status_code == 200
     expired = _api_key(client, admin_token)
     with app.app_context():
         db.session.execute(update(ApiKey).where(ApiKey.id == expired["id"])
-                           .values(expires_at=datetime.now(timezone.utc) - timedelta(seconds=1)))
+                           .values(expires_at=datetime.now(UTC) - timedelta(seconds=1)))
         db.session.commit()
     assert client.get("/api/v1/beads", headers={"X-API-Key": expired["key"]}).status_code == 401
     revoked = _api_key(client, admin_token)
@@ -129,7 +130,8 @@ def test_viewer_keys_cannot_write(app, api):
     # A key made while the user could write loses the right when the user is demoted.
     user_name, user_password = _make_user(api, "user")
     key = _api_key(client, login_token(client, user_name, user_password), permissions=["beads:write", "beads:read"])
-    user_id = next(u["id"] for u in api.get("/api/v1/users?limit=500").get_json()["items"] if u["username"] == user_name)
+    users = api.get("/api/v1/users?limit=500").get_json()["items"]
+    user_id = next(u["id"] for u in users if u["username"] == user_name)
     api.patch(f"/api/v1/users/{user_id}", json={"role": "viewer"})
     response = client.post("/api/v1/projects", json={"name": unique()}, headers={"X-API-Key": key["key"]})
     assert response.status_code == 403
