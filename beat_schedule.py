@@ -1,12 +1,16 @@
-"""The Celery Beat schedule as plain data. Each entry expires within its interval, so a backlog never piles up."""
+"""The Celery Beat schedule as plain data. Each entry expires within its interval, so a backlog never piles up;
+each task also takes a per-tick Redis marker, so a second Beat process cannot make it run twice."""
 from __future__ import annotations
 
 RALPH_INTERVAL_S = 10.0
+HEALTH_INTERVAL_S = 30.0
 
-BEAT_SCHEDULE: dict[str, dict] = {
-    "ralph-tick": {
-        "task": "loom.ralph_tick",
-        "schedule": RALPH_INTERVAL_S,
-        "options": {"expires": RALPH_INTERVAL_S},
-    },
-}
+
+def build_schedule(ralph_s: float = RALPH_INTERVAL_S, health_s: float = HEALTH_INTERVAL_S) -> dict[str, dict]:
+    return {
+        "ralph-tick": {"task": "loom.ralph_tick", "schedule": ralph_s, "options": {"expires": ralph_s}},
+        "provider-health": {"task": "loom.provider_health", "schedule": health_s, "options": {"expires": health_s}},
+    }
+
+
+BEAT_SCHEDULE = build_schedule()

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from beat_schedule import BEAT_SCHEDULE
+from beat_schedule import build_schedule
 
 # name -> (default, type). Each is overridable as LOOM_<NAME>.
 DEFAULTS: dict[str, tuple[Any, type]] = {
@@ -32,6 +32,15 @@ DEFAULTS: dict[str, tuple[Any, type]] = {
     "STEP_TIMEOUT": (300, int),  # seconds one LLM call may take (httpx) before the step fails
     "CONTEXT_CHARS": (120_000, int),  # history sent to the LLM is trimmed to this many characters
     "COMMAND_TIMEOUT": (120, int),  # default and cap for run_command
+    "LLM_RETRY_BACKOFF": (0.5, float),  # the provider client's first retry delay (doubles each retry)
+    "ERROR_BACKOFF": (2.0, float),  # after a failed LLM turn the step retries in this, doubling, at most 30 s
+    "RALPH_INTERVAL": (10.0, float),  # seconds between Ralph ticks
+    "HEALTH_INTERVAL": (30.0, float),  # seconds between provider health checks
+    "ZOMBIE_SECONDS": (300, int),  # a working agent without heartbeat for this long is reset
+    "RECOVER_TRANSIENT_SECONDS": (1800, int),  # provider/rate-limit blocked beads retried after this
+    "RECOVER_AUTH_SECONDS": (7200, int),  # auth-blocked beads retried after this (budget blocks: never)
+    "MAX_RESUMES": (3, int),  # Ralph resumes a run this often before reopening the bead
+    "MAX_DISPATCHES": (10, int),  # a bead dispatched this often without finishing is blocked for triage
     "AUTO_DISPATCH": (True, bool),  # events wake the dispatcher (tests of the API alone turn it off)
 }
 
@@ -62,19 +71,28 @@ def load_config(overrides: Mapping[str, Any] | None = None, environ: Mapping[str
 
     cfg.setdefault("SQLALCHEMY_DATABASE_URI", cfg["DATABASE_URL"])
     cfg.setdefault("SQLALCHEMY_ENGINE_OPTIONS", engine_options(cfg["SQLALCHEMY_DATABASE_URI"]))
-    cfg.setdefault("CELERY", celery_settings(cfg["REDIS_URL"]))
+    cfg.setdefault("CELERY", celery_settings(cfg))
     cfg.setdefault("SESSION_COOKIE_HTTPONLY", True)
     cfg.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
     return cfg
 
 
-def celery_settings(redis_url: str) -> dict:
-    """Celery: JSON only, late acks (a killed worker's task is redelivered), results off, events on."""
+def celery_settings(cfg: dict) -> dict:
+    """Celery: JSON only, late acks (a killed worker's task is redelivered), results off, events on.
+
+    Time bounds nest: the LLM call's httpx timeout < soft limit < hard limit < the broker's visibility
+    timeout, so a message is never handed to a second worker while the first may still run it. (The
+    threads pool does not enforce Celery time limits; the httpx and per-command timeouts are what bound
+    a step there, and Ralph resumes a run whose lease ran out.)
+    """
+    soft = cfg["STEP_TIMEOUT"] + 4 * cfg["COMMAND_TIMEOUT"]
     return {
-        "broker_url": redis_url,
+        "broker_url": cfg["REDIS_URL"],
         "broker_connection_retry_on_startup": True,
         "broker_pool_limit": 200,  # one pooled broker connection per busy thread: no connect per publish
-        "broker_transport_options": {"visibility_timeout": 3600},
+        "broker_transport_options": {"visibility_timeout": soft + 1800},
+        "task_soft_time_limit": soft,
+        "task_time_limit": soft + 60,
         "task_serializer": "json",
         "accept_content": ["json"],
         "result_serializer": "json",
@@ -85,8 +103,9 @@ def celery_settings(redis_url: str) -> dict:
         "worker_send_task_events": True,
         "task_send_sent_event": True,
         "task_default_queue": "default",
+        "imports": ("workers.loop", "workers.dispatch", "workers.maintenance"),  # every worker knows every task
         "worker_hijack_root_logger": False,
-        "beat_schedule": BEAT_SCHEDULE,
+        "beat_schedule": build_schedule(cfg["RALPH_INTERVAL"], cfg["HEALTH_INTERVAL"]),
         "timezone": "UTC",
     }
 

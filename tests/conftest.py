@@ -6,6 +6,7 @@ LOOM_TEST_* must be set and reachable: the suite fails rather than quietly falli
 """
 from __future__ import annotations
 
+import itertools
 import os
 import socket
 import subprocess
@@ -225,7 +226,7 @@ def sqlite_live_server(redis_url, tmp_path_factory):
 
 # --- the engine: its own database and Redis database, a scripted LLM over HTTP, real Celery workers
 
-_engine_numbers = iter(range(1, 15))
+_engine_numbers = itertools.cycle(range(1, 15))  # Redis databases 1-14; each engine flushes its own
 
 
 def fresh_database(base_url: str, name: str, tmp: Path) -> str:

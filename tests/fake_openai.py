@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import json
 import threading
+from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
 
 
 class _Quiet(WSGIRequestHandler):
@@ -16,7 +21,8 @@ class _Quiet(WSGIRequestHandler):
 class FakeOpenAI:
     def __init__(self, api_key: str, model: str = "independent-1") -> None:
         self.api_key, self.model, self.calls = api_key, model, []
-        self.server: WSGIServer = make_server("127.0.0.1", 0, self.app, handler_class=_Quiet)
+        self.server: WSGIServer = make_server("127.0.0.1", 0, self.app, server_class=_ThreadingServer,
+                                                 handler_class=_Quiet)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property

@@ -100,6 +100,17 @@ class _Models(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def do_POST(self):  # noqa: N802 (stdlib name): the 1-token health ping
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        ok = self.headers.get("Authorization") == "Bearer sk-test-123456789"
+        body = json.dumps({"choices": [{"message": {"role": "assistant", "content": "p"}}]} if ok
+                          else {"error": "unauthorized"}).encode()
+        self.send_response(200 if ok else 401)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
     def log_message(self, *args):
         pass
 
@@ -125,6 +136,9 @@ def test_provider_check_against_a_real_server(api, models_server):
     api.patch(f"/api/v1/providers/{provider['id']}", json={"api_key": "sk-wrong-key-0000"})
     down = api.post(f"/api/v1/providers/{provider['id']}/check").get_json()
     assert down["status"] == "down" and "401" in down["last_error"]
+    events = api.get("/api/v1/events?type=provider.health&limit=1000").get_json()["items"]
+    assert [e["data"]["status"] for e in events if e["data"].get("provider_id") == provider["id"]][-2:] == \
+        ["healthy", "down"]
     assert "sk-" not in json.dumps(api.get("/api/v1/providers").get_json())
 
 

@@ -36,5 +36,8 @@ def test_celery_settings_are_safe_for_crashes(tmp_path):
     assert celery["task_serializer"] == "json" and celery["accept_content"] == ["json"]
     assert celery["task_ignore_result"] and celery["worker_send_task_events"]
     assert celery["worker_prefetch_multiplier"] == 1
-    ralph = celery["beat_schedule"]["ralph-tick"]
-    assert ralph["options"]["expires"] <= ralph["schedule"]
+    for entry in celery["beat_schedule"].values():
+        assert entry["options"]["expires"] <= entry["schedule"]
+    cfg = load_config(environ={"LOOM_DATA_DIR": str(tmp_path)})
+    visibility = celery["broker_transport_options"]["visibility_timeout"]
+    assert cfg["STEP_TIMEOUT"] < celery["task_soft_time_limit"] < celery["task_time_limit"] < visibility

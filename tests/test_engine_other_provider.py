@@ -12,7 +12,7 @@ def test_loop_runs_against_an_independent_server(make_engine):
         engine = make_engine({"rules": []}, PROVIDER_URL=fake.url, PROVIDER_API_KEY="sk-independent-0123456789")
         api = Client(engine.app)
         with engine.app.app_context(), start_worker(engine.app.extensions["celery"], pool="threads",
-                                                    concurrency=2, perform_ping_check=False, loglevel="WARNING"):
+                                                    concurrency=4, perform_ping_check=False, loglevel="WARNING"):
             project = api("post", "/projects", json={"name": "elsewhere"})
             bead = api("post", "/beads", json={"project_id": project["id"], "title": "use another provider"})
 

@@ -33,7 +33,7 @@ def test_expired_lease_is_reclaimed_and_live_one_kept(ctx, api, project):
     expired, agent = _claimed_bead(api, project)
     live, live_agent = _claimed_bead(api, project)
     _expire(expired["id"])
-    summary = maintenance.ralph_tick.run()
+    summary = maintenance.ralph_tick.run(force=True)
     assert expired["id"] in summary["reclaimed"] and live["id"] not in summary["reclaimed"]
     bead = api.get(f"/api/v1/beads/{expired['id']}").get_json()
     assert bead["status"] == "open" and bead["assigned_to"] is None and "lease expired" in bead["status_reason"]
@@ -52,10 +52,10 @@ def test_tick_is_skipped_while_another_holds_the_lock(ctx):
     lock = client.lock(maintenance.RALPH_LOCK, timeout=10)
     assert lock.acquire(blocking=False)
     try:
-        assert maintenance.ralph_tick.run() is None
+        assert maintenance.ralph_tick.run(force=True) is None
     finally:
         lock.release()
-    assert maintenance.ralph_tick.run() is not None
+    assert maintenance.ralph_tick.run(force=True) is not None
     heartbeat = ralph.last_heartbeat(client)
     assert heartbeat and "duration_ms" in heartbeat
 
@@ -67,7 +67,7 @@ def test_ralph_runs_on_a_real_worker(ctx, api, project):
     redis_client.delete(ralph.HEARTBEAT_KEY)
     celery_app = ctx.extensions["celery"]
     with start_worker(celery_app, pool="threads", concurrency=2, perform_ping_check=False, loglevel="WARNING"):
-        celery_app.send_task("loom.ralph_tick", queue="default")
+        celery_app.send_task("loom.ralph_tick", kwargs={"force": True}, queue="default")
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and not redis_client.exists(ralph.HEARTBEAT_KEY):
             time.sleep(0.1)

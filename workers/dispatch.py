@@ -9,6 +9,7 @@ from kombu.exceptions import OperationalError as BrokerUnavailable
 from flask import current_app
 
 from app.services import dispatch as dispatch_service
+from app.services import provider_health
 from workers.loop import enqueue_step, loop_settings, send
 
 log = logging.getLogger("loom.dispatch")
@@ -47,6 +48,9 @@ def dispatch() -> list[tuple[int, int]]:
         return []
     try:
         cfg = current_app.config
+        if not provider_health.provider_available(cfg, client):
+            log.warning("every LLM provider is down: nothing dispatched until one is healthy")
+            return []
         started = dispatch_service.dispatch_ready(loop_settings(), cfg["MAX_CONCURRENT"], cfg["MAX_PER_PROJECT"])
     finally:
         lock.release()

@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
+from kombu.exceptions import OperationalError as BrokerUnavailable
 from flask import current_app
 from sqlalchemy.exc import OperationalError
 
@@ -21,7 +22,7 @@ def loop_settings() -> LoopSettings:
     cfg = current_app.config
     return LoopSettings(data_dir=cfg["DATA_DIR"], lease_seconds=cfg["LEASE_SECONDS"],
                         max_iterations=min(100, cfg["MAX_ITERATIONS"]), context_chars=cfg["CONTEXT_CHARS"],
-                        command_timeout=cfg["COMMAND_TIMEOUT"])
+                        command_timeout=cfg["COMMAND_TIMEOUT"], error_backoff_s=cfg["ERROR_BACKOFF"])
 
 
 def queue_for(project_id: int | None) -> str:
@@ -33,9 +34,14 @@ def queue_for(project_id: int | None) -> str:
     return "default"
 
 
+# Ride out a broker restart of up to ~30 s when enqueueing the next turn; past that, Ralph resumes the run.
+PUBLISH_RETRY = {"max_retries": 10, "interval_start": 0.5, "interval_step": 1.0, "interval_max": 5.0}
+
+
 def send(task_name: str, args: tuple = (), queue: str = "default", countdown: float | None = None) -> None:
     """Enqueue through this Flask app's own Celery app (never a process-global default)."""
-    current_app.extensions["celery"].send_task(task_name, args=args, queue=queue, countdown=countdown)
+    current_app.extensions["celery"].send_task(task_name, args=args, queue=queue, countdown=countdown,
+                                               retry=True, retry_policy=PUBLISH_RETRY)
 
 
 def enqueue_step(run_id: int, project_id: int | None, delay_s: float = 0.0) -> None:
@@ -60,7 +66,8 @@ def step(self, run_id: int) -> str | None:
     try:
         settings = loop_settings()
         url, api_key, model = llm_clients.provider_settings(current_app.config)
-        llm = llm_clients.client_for(url, api_key, model, float(current_app.config["STEP_TIMEOUT"]))
+        llm = llm_clients.client_for(url, api_key, model, float(current_app.config["STEP_TIMEOUT"]),
+                                     current_app.config["LLM_RETRY_BACKOFF"])
         outcome = loop_service.run_step(run_id, llm, settings)
     except OperationalError as exc:  # the database blinked: try the same step again shortly
         db.session.rollback()
@@ -69,5 +76,8 @@ def step(self, run_id: int) -> str | None:
         log.error("run %s waits: %s", run_id, exc)
         raise self.retry(exc=exc, countdown=30) from exc
     if outcome.next_step:
-        enqueue_step(run_id, outcome.project_id, outcome.delay_s)
+        try:
+            enqueue_step(run_id, outcome.project_id, outcome.delay_s)
+        except BrokerUnavailable as exc:  # the step itself is committed; Ralph resumes the run later
+            log.error("run %s: next step not enqueued (broker unavailable: %s); Ralph will resume it", run_id, exc)
     return outcome.reason

@@ -1,24 +1,56 @@
-"""Periodic tasks fired by Beat. Each takes a short Redis lock, so a second Beat cannot double the work."""
+"""Periodic tasks fired by Beat. Each runs at most once per interval, however many Beats send it (a
+per-tick Redis marker), and never twice at the same time (a short lock)."""
 from __future__ import annotations
 
 from celery import shared_task
 from flask import current_app
 
-from app.services import ralph
+from app.services import provider_health, ralph
 from workers.dispatch import request_dispatch
+from workers.loop import enqueue_step
 
 RALPH_LOCK = "loom:lock:ralph_tick"
+RALPH_TICK = "loom:tick:ralph"
+RALPH_RUNS = "loom:ralph:runs"  # how many ticks really ran (for operators and tests)
+HEALTH_TICK = "loom:tick:provider_health"
+
+
+def _first_this_tick(client, key: str, interval_s: float) -> bool:
+    """True for the first caller in this interval (80% of it, so a late tick is not lost)."""
+    return bool(client.set(key, "1", nx=True, px=max(100, int(interval_s * 800))))
+
+
+def ralph_settings() -> ralph.RalphSettings:
+    cfg = current_app.config
+    return ralph.RalphSettings(lease_seconds=cfg["LEASE_SECONDS"], zombie_seconds=cfg["ZOMBIE_SECONDS"],
+                               recover_transient_seconds=cfg["RECOVER_TRANSIENT_SECONDS"],
+                               recover_auth_seconds=cfg["RECOVER_AUTH_SECONDS"], max_resumes=cfg["MAX_RESUMES"],
+                               max_dispatches=cfg["MAX_DISPATCHES"])
 
 
 @shared_task(name="loom.ralph_tick", ignore_result=True)
-def ralph_tick() -> dict | None:
-    redis_client = current_app.extensions["loom.redis"]()
-    lock = redis_client.lock(RALPH_LOCK, timeout=60, blocking=False)
+def ralph_tick(force: bool = False) -> dict | None:
+    client = current_app.extensions["loom.redis"]()
+    if not force and not _first_this_tick(client, RALPH_TICK, current_app.config["RALPH_INTERVAL"]):
+        return None  # another Beat's message for this tick already ran
+    lock = client.lock(RALPH_LOCK, timeout=60, blocking=False)
     if not lock.acquire():
-        return None  # the previous tick (or another Beat's) is still running
+        return None  # the previous tick is still running
     try:
-        summary = ralph.run_tick(redis_client)
+        healthy = provider_health.provider_available(current_app.config, client)
+        summary = ralph.run_tick(client, ralph_settings(), provider_healthy=healthy)
+        client.incr(RALPH_RUNS)
     finally:
         lock.release()
+    for run_id, project_id in summary.pop("resume"):
+        enqueue_step(run_id, project_id)
     request_dispatch()  # the safety net: anything ready that no event woke gets dispatched now
     return summary
+
+
+@shared_task(name="loom.provider_health", ignore_result=True)
+def provider_health_task() -> list[dict] | None:
+    client = current_app.extensions["loom.redis"]()
+    if not _first_this_tick(client, HEALTH_TICK, current_app.config["HEALTH_INTERVAL"]):
+        return None
+    return provider_health.check_all(current_app.config, client)

@@ -27,6 +27,7 @@ class Run(db.Model):
     system_prompt: Mapped[str] = mapped_column(Text, default="", nullable=False)
     task_prompt: Mapped[str] = mapped_column(Text, default="", nullable=False)
     counters: Mapped[dict] = mapped_column(JSONType, default=dict, nullable=False)  # loop-limit bookkeeping
+    resumes: Mapped[int] = mapped_column(Integer, default=0, nullable=False)  # times Ralph restarted it
     prompt_tokens: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
     completion_tokens: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
@@ -36,7 +37,7 @@ class Run(db.Model):
     def to_dict(self) -> dict:
         return {"id": self.id, "bead_id": self.bead_id, "agent_id": self.agent_id, "project_id": self.project_id,
                 "fencing_token": self.fencing_token, "status": self.status,
-                "terminal_reason": self.terminal_reason, "iterations": self.iterations,
+                "terminal_reason": self.terminal_reason, "iterations": self.iterations, "resumes": self.resumes,
                 "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
                 "started_at": iso(self.started_at), "finished_at": iso(self.finished_at)}
 
@@ -64,9 +65,13 @@ class Step(db.Model):
     latency_ms: Mapped[float] = mapped_column(Float, default=0.0, nullable=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
     applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Who is applying this reply, since when, and how many tries it took (a poison step is parked).
+    attempts: Mapped[int] = mapped_column(Integer, default=1, nullable=False)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     def to_dict(self) -> dict:
         return {"id": self.id, "run_id": self.run_id, "bead_id": self.bead_id, "seq": self.seq,
+                "attempts": self.attempts,
                 "status": self.status, "request": self.request, "response": self.response, "notes": self.notes,
                 "actions": self.actions or [], "results": self.results or [], "parse_error": self.parse_error,
                 "model": self.model, "prompt_tokens": self.prompt_tokens,

@@ -9,6 +9,7 @@ from app.extensions import db
 from app.models import BEAD_STATUSES, BEAD_TYPES, Agent, Bead, BeadDependency, BeadTag, Comment, utcnow
 from app.services import bead_graph
 from app.services.events import emit
+from app.services.personas import triage_persona
 from app.services.errors import Conflict, NotFound, ValidationError
 from app.services.projects import get_project
 
@@ -178,6 +179,20 @@ def close_bead(bead_id: int, reason: str | None = None) -> Bead:
     return bead
 
 
+AUTO_BLOCK_KINDS = ("loop", "provider", "auth", "rate_limit", "workspace")
+
+
+def _route_to_triage(bead: Bead) -> None:
+    """Automatic blocks go to the triage persona (cto, else engineering-manager) for a person to look at."""
+    persona = triage_persona()
+    if persona is None:
+        return
+    bead.meta = {**(bead.meta or {}), "triage_persona": persona}
+    agent_id = db.session.scalar(select(Agent.id).where(Agent.persona == persona, Agent.project_id == bead.project_id)
+                                 .order_by(Agent.id).limit(1))
+    bead.assigned_to = agent_id
+
+
 def block_bead(bead_id: int, reason: str, kind: str = "user") -> Bead:
     bead = get_bead(bead_id)
     if bead.status == "closed":
@@ -186,6 +201,8 @@ def block_bead(bead_id: int, reason: str, kind: str = "user") -> Bead:
     bead.status = "blocked"
     bead.status_reason = reason
     bead.block_kind = kind
+    if kind in AUTO_BLOCK_KINDS:
+        _route_to_triage(bead)
     bead.lease_expires_at = None
     db.session.commit()
     _status_changed(bead, old, freed, "bead.blocked")

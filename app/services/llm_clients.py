@@ -40,11 +40,12 @@ def _lookup(config: dict) -> tuple[str, str | None, str | None]:
     return config["PROVIDER_URL"], config.get("PROVIDER_API_KEY") or None, config.get("MODEL") or None
 
 
-def client_for(url: str, api_key: str | None, model: str | None, timeout: float) -> LLMClient:
+def client_for(url: str, api_key: str | None, model: str | None, timeout: float,
+               backoff_s: float = 0.5) -> LLMClient:
     """A shared client (connection pool) for these settings; safe to use from many threads."""
-    key = (url, api_key, model, timeout)
+    key = (url, api_key, model, timeout, backoff_s)
     with _lock:
         client = _clients.get(key)
         if client is None:
-            client = _clients[key] = LLMClient(url, api_key, model, timeout=timeout)
+            client = _clients[key] = LLMClient(url, api_key, model, timeout=timeout, backoff_s=backoff_s)
         return client

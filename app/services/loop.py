@@ -41,6 +41,7 @@ class LoopSettings:
     max_iterations: int = 25
     context_chars: int = 120_000
     command_timeout: int = 120
+    error_backoff_s: float = 2.0
 
 
 @dataclass
@@ -146,7 +147,7 @@ def _ask_llm(run: Run, seq: int, llm: LLMClient, settings: LoopSettings) -> Step
     try:
         completion = llm.chat(messages, stream=True, on_delta=on_delta)
     except LLMError as exc:
-        verdict = record_llm_error(run, seq, exc, budget)
+        verdict = record_llm_error(run, seq, exc, budget, settings.error_backoff_s)
         emit("step.finished", project_id=run.project_id, bead_id=run.bead_id, agent_id=run.agent_id,
              data={"run_id": run.id, "seq": seq, "error": {"kind": exc.kind, "message": verdict.reason[:300]}})
         if verdict.block_kind is None:
@@ -157,6 +158,7 @@ def _ask_llm(run: Run, seq: int, llm: LLMClient, settings: LoopSettings) -> Step
     on_delta.flush()  # type: ignore[attr-defined]
     oversize = len(completion.content) > MAX_REPLY_CHARS
     step = Step(run_id=run.id, bead_id=run.bead_id, seq=seq, status="llm_done", request=messages[-1]["content"],
+                attempts=1, claimed_at=utcnow(),
                 response=completion.content[:OVERSIZE_KEEP_CHARS] if oversize else completion.content,
                 parse_error=f"reply too large ({len(completion.content)} characters; the limit is "
                             f"{MAX_REPLY_CHARS})" if oversize else None, model=completion.model,
@@ -237,6 +239,33 @@ def run_step(run_id: int, llm: LLMClient, settings: LoopSettings) -> StepOutcome
         session.expire_on_commit = previous
 
 
+MAX_STEP_ATTEMPTS = 3
+
+
+def _claim_stored_step(step: Step, settings: LoopSettings) -> StepOutcome | None:
+    """Take over applying a stored reply; None when we may go on. Another worker applying it recently
+    keeps it (we stop: no second chain); a reply whose application died 3 times is parked."""
+    now = utcnow()
+    stale = now - timedelta(seconds=settings.command_timeout * 2 + 60)
+    taken = db.session.execute(
+        update(Step).where(Step.id == step.id, Step.status == "llm_done",
+                           (Step.claimed_at.is_(None)) | (Step.claimed_at < stale))
+        .values(attempts=Step.attempts + 1, claimed_at=now).execution_options(synchronize_session=False)).rowcount
+    db.session.commit()
+    if not taken:
+        return StepOutcome(False, reason="another worker is applying this step")
+    db.session.refresh(step)
+    if step.attempts > MAX_STEP_ATTEMPTS:
+        run = db.session.get(Run, step.run_id)
+        step.status = "failed"
+        db.session.commit()
+        reason = f"step {step.seq} failed {MAX_STEP_ATTEMPTS} times while its actions ran (parked)"
+        beads.block_bead(run.bead_id, reason, kind="loop")
+        _finish(run, "failed", reason)
+        return StepOutcome(False, reason="poison step", project_id=run.project_id)
+    return None
+
+
 def _run_step(run_id: int, llm: LLMClient, settings: LoopSettings) -> StepOutcome:
     # One round trip for the run, its agent and the fencing facts of its bead.
     row = db.session.execute(
@@ -269,6 +298,10 @@ def _run_step(run_id: int, llm: LLMClient, settings: LoopSettings) -> StepOutcom
         if isinstance(asked, StepOutcome):
             return asked
         step = asked
+    else:  # a stored reply waits (a redelivery, or Ralph resuming the run): take it over, or stand aside
+        claimed = _claim_stored_step(step, settings)
+        if claimed is not None:
+            return claimed
     run = db.session.get(Run, run_id)
     if not _still_ours(run):  # fencing check right before any effect
         _finish(run, "abandoned", "lease lost before applying the reply")

@@ -61,7 +61,7 @@ def _kind_group(kind: str) -> str:
     return "provider"  # provider, timeout, connection, bad_response
 
 
-def record_llm_error(run: Run, seq: int, exc: LLMError, context_chars: int) -> ErrorVerdict:
+def record_llm_error(run: Run, seq: int, exc: LLMError, context_chars: int, backoff_s: float = 2.0) -> ErrorVerdict:
     """Note the error on the bead (last 20) and the run; decide between retrying later and blocking."""
     bead = db.session.get(Bead, run.bead_id)
     entry = {"ts": utcnow().isoformat(), "kind": exc.kind, "status": exc.status, "message": str(exc)[:300],
@@ -89,4 +89,4 @@ def record_llm_error(run: Run, seq: int, exc: LLMError, context_chars: int) -> E
                                         f"{entry['message']}", 0)
     if c["errors.identical"] >= IDENTICAL_THRESHOLD:
         return ErrorVerdict(block_kind, f"the same provider error {IDENTICAL_THRESHOLD} times: {entry['message']}", 0)
-    return ErrorVerdict(None, entry["message"], min(30.0, 2.0 ** c[f"errors.{group}"]))
+    return ErrorVerdict(None, entry["message"], min(30.0, backoff_s * 2 ** (c[f"errors.{group}"] - 1)))

@@ -1,16 +1,15 @@
 """LLM providers: register, edit, and check health against the OpenAI-compatible `/models` route."""
 from __future__ import annotations
 
-import time
 from urllib.parse import urlsplit
 
-import httpx
 from sqlalchemy import func, select
 
 from app.extensions import db
-from app.models import Provider, utcnow
+from app.models import Provider
 from app.models.providers import secret_hint
-from app.services.secrets import decrypt_secret, encrypt_secret
+from app.services.provider_health import check_registered
+from app.services.secrets import encrypt_secret
 from app.services.errors import Conflict, NotFound, ValidationError
 
 
@@ -74,31 +73,8 @@ def delete_provider(provider_id: int) -> None:
     db.session.commit()
 
 
-def check_provider(provider_id: int, client: httpx.Client | None = None, timeout: float = 10.0) -> Provider:
-    """GET {endpoint}/models; healthy when it answers 200 with a model list, down otherwise."""
+def check_provider(provider_id: int) -> Provider:
+    """Check one provider now (a 1-token completion and /models); records status and latency."""
     provider = get_provider(provider_id)
-    api_key = decrypt_secret(provider.api_key)
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    own_client = client is None
-    client = client or httpx.Client(timeout=timeout)
-    started = time.perf_counter()
-    try:
-        response = client.get(f"{provider.endpoint}/models", headers=headers)
-        latency = (time.perf_counter() - started) * 1000
-        if response.status_code == 200 and isinstance(response.json().get("data"), list):
-            status, error = ("healthy" if latency < 5000 else "degraded"), None
-            models = [m.get("id") for m in response.json()["data"] if isinstance(m, dict)]
-            if not provider.model and models:
-                provider.model = models[0]
-        else:
-            status, error = "down", f"HTTP {response.status_code} from /models"
-    except (httpx.HTTPError, ValueError, AttributeError) as exc:
-        latency = (time.perf_counter() - started) * 1000
-        status, error = "down", f"{type(exc).__name__}: {exc}"[:500]
-    finally:
-        if own_client:
-            client.close()
-    provider.status, provider.latency_ms, provider.last_error = status, round(latency, 1), error
-    provider.last_checked_at = utcnow()
-    db.session.commit()
+    check_registered(provider)
     return provider

@@ -1,62 +1,162 @@
-"""Ralph, the maintenance loop: reclaims beads whose lease ran out (their worker died) and records a heartbeat."""
+"""Ralph, the maintenance loop (every 10 s): nothing stuck, nothing lost.
+
+1. reset zombie agents (working, no heartbeat, no live lease) and abandon their runs;
+2. beads whose lease expired (their worker died): resume the run from its last applied step, or
+   reopen the bead after too many resumes;
+3. block beads that keep being dispatched without finishing, for the triage persona;
+4. retry provider-blocked beads once the provider is healthy again (never budget blocks).
+Every action is a log entry and a `ralph.action` event.
+"""
 from __future__ import annotations
 
 import json
 import time
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 
 from app.extensions import db
-from app.models import Agent, Bead, utcnow
+from app.models import Agent, Bead, Run, utcnow
+from app.services import beads
+from app.services.events import emit
 from app.services.logs import record_log
 
 HEARTBEAT_KEY = "loom:ralph:heartbeat"
+BATCH = 500
 
 
-def reclaim_expired_leases(now: datetime | None = None) -> list[int]:
-    """Reopen in-progress beads whose lease expired and free their agents. Returns the bead ids.
+@dataclass
+class RalphSettings:
+    lease_seconds: int = 300
+    zombie_seconds: int = 300
+    recover_transient_seconds: int = 1800
+    recover_auth_seconds: int = 7200
+    max_resumes: int = 3
+    max_dispatches: int = 10
 
-    The UPDATE re-checks the lease in its WHERE clause, so a worker that renewed its lease in the
-    meantime keeps its bead; the fencing token (bumped by the next claim) stops a stale worker.
+
+def _action(kind: str, message: str, *, project_id: int | None = None, bead_id: int | None = None,
+            agent_id: int | None = None) -> None:
+    record_log("WARNING", "ralph", message, project_id=project_id, bead_id=bead_id, agent_id=agent_id)
+    emit("ralph.action", project_id=project_id, bead_id=bead_id, agent_id=agent_id,
+         data={"action": kind, "message": message})
+
+
+def reset_zombie_agents(now: datetime, settings: RalphSettings) -> list[int]:
+    """Working agents with no heartbeat for a while and no bead under a live lease go back to idle."""
+    cutoff = now - timedelta(seconds=settings.zombie_seconds)
+    live = select(Bead.id).where(Bead.id == Agent.current_bead_id, Bead.status == "in_progress",
+                                 Bead.assigned_to == Agent.id, Bead.lease_expires_at >= now).exists()
+    silent = (Agent.last_heartbeat_at.is_(None)) | (Agent.last_heartbeat_at < cutoff)
+    zombies = db.session.execute(select(Agent.id, Agent.project_id)
+                                 .where(Agent.status == "working", ~live, silent).limit(BATCH)).all()
+    for agent_id, project_id in zombies:
+        db.session.execute(update(Agent).where(Agent.id == agent_id, Agent.status == "working")
+                           .values(status="idle", current_bead_id=None, updated_at=now)
+                           .execution_options(synchronize_session=False))
+        db.session.execute(update(Run).where(Run.agent_id == agent_id, Run.status == "running")
+                           .values(status="abandoned", terminal_reason="agent reset by Ralph", finished_at=now)
+                           .execution_options(synchronize_session=False))
+        db.session.commit()
+        _action("agent_reset", f"agent {agent_id} had no heartbeat: reset to idle", project_id=project_id,
+                agent_id=agent_id)
+    return [z[0] for z in zombies]
+
+
+def reclaim_expired_leases(now: datetime | None = None, settings: RalphSettings | None = None
+                           ) -> tuple[list[int], list[tuple[int, int]]]:
+    """(reopened bead ids, resumed (run id, project id)) for in-progress beads whose lease ran out.
+
+    Every UPDATE re-checks the lease and the fencing token, so a worker that renewed in the meantime
+    keeps its bead. A resumed run continues from its last applied step (the step ledger makes the
+    redelivery safe); after `max_resumes` the bead is reopened for a fresh run instead.
     """
-    now = now or utcnow()
-    candidates = db.session.execute(
-        select(Bead.id, Bead.assigned_to, Bead.project_id)
-        .where(Bead.status == "in_progress", Bead.lease_expires_at < now)
-        .order_by(Bead.id).limit(500)
-    ).all()
-    reclaimed: list[int] = []
-    for bead_id, agent_id, project_id in candidates:
-        done = db.session.execute(
-            update(Bead)
-            .where(Bead.id == bead_id, Bead.status == "in_progress", Bead.lease_expires_at < now)
-            .values(status="open", assigned_to=None, lease_expires_at=None, updated_at=now,
-                    status_reason="lease expired: reclaimed by Ralph")
-            .execution_options(synchronize_session=False)
-        ).rowcount
-        if not done:
+    now, settings = now or utcnow(), settings or RalphSettings()
+    expired = db.session.execute(
+        select(Bead.id, Bead.assigned_to, Bead.project_id, Bead.fencing_token)
+        .where(Bead.status == "in_progress", Bead.lease_expires_at < now).order_by(Bead.id).limit(BATCH)).all()
+    reopened: list[int] = []
+    resumed: list[tuple[int, int]] = []
+    for bead_id, agent_id, project_id, token in expired:
+        run = db.session.scalar(select(Run).where(Run.bead_id == bead_id, Run.status == "running",
+                                                  Run.fencing_token == token))
+        fence = (Bead.id == bead_id, Bead.status == "in_progress", Bead.lease_expires_at < now,
+                 Bead.fencing_token == token)
+        if run is not None and run.resumes < settings.max_resumes:
+            if db.session.execute(update(Bead).where(*fence).values(
+                    lease_expires_at=now + timedelta(seconds=settings.lease_seconds))
+                    .execution_options(synchronize_session=False)).rowcount:
+                run.resumes += 1
+                db.session.commit()
+                resumed.append((run.id, project_id))
+                _action("run_resumed", f"bead {bead_id} lease expired: run {run.id} resumed from step "
+                        f"{run.iterations + 1}", project_id=project_id, bead_id=bead_id, agent_id=agent_id)
             continue
+        if not db.session.execute(update(Bead).where(*fence).values(
+                status="open", assigned_to=None, lease_expires_at=None, updated_at=now,
+                status_reason="lease expired: reclaimed by Ralph").execution_options(synchronize_session=False)
+                ).rowcount:
+            continue
+        if run is not None:
+            run.status, run.terminal_reason, run.finished_at = "abandoned", "lease expired too often", now
         if agent_id is not None:
-            db.session.execute(
-                update(Agent).where(Agent.id == agent_id, Agent.current_bead_id == bead_id)
-                .values(status="idle", current_bead_id=None, updated_at=now)
-                .execution_options(synchronize_session=False)
-            )
-        record_log("WARNING", "ralph", f"bead {bead_id} lease expired; reopened", project_id=project_id,
-                   bead_id=bead_id, agent_id=agent_id, commit=False)
-        reclaimed.append(bead_id)
-    db.session.commit()
-    return reclaimed
+            db.session.execute(update(Agent).where(Agent.id == agent_id, Agent.current_bead_id == bead_id)
+                               .values(status="idle", current_bead_id=None, updated_at=now)
+                               .execution_options(synchronize_session=False))
+        db.session.commit()
+        reopened.append(bead_id)
+        _action("bead_reopened", f"bead {bead_id} lease expired; reopened", project_id=project_id,
+                bead_id=bead_id, agent_id=agent_id)
+        emit("bead.status_changed", project_id=project_id, bead_id=bead_id,
+             data={"from": "in_progress", "to": "open", "reason": "lease expired"})
+    return reopened, resumed
 
 
-def run_tick(redis_client, now: datetime | None = None) -> dict:
-    """One Ralph pass; the summary is also stored in Redis as the heartbeat the UI and probes read."""
+def block_error_loops(settings: RalphSettings) -> list[int]:
+    """Open beads dispatched over and over without finishing are blocked for the triage persona."""
+    looping = db.session.scalars(select(Bead.id).where(Bead.status == "open", Bead.type != "decision",
+                                                       Bead.dispatch_count >= settings.max_dispatches)
+                                 .limit(BATCH)).all()
+    for bead_id in looping:
+        bead = beads.block_bead(bead_id, f"dispatched {settings.max_dispatches} times without finishing",
+                                kind="loop")
+        _action("bead_blocked", f"bead {bead_id} blocked: {bead.status_reason}", project_id=bead.project_id,
+                bead_id=bead_id)
+    return list(looping)
+
+
+def recover_provider_blocks(now: datetime, settings: RalphSettings, provider_healthy: bool) -> list[int]:
+    """Unblock provider-blocked beads once the provider is healthy and they have waited long enough."""
+    if not provider_healthy:
+        return []
+    transient = now - timedelta(seconds=settings.recover_transient_seconds)
+    auth = now - timedelta(seconds=settings.recover_auth_seconds)
+    due = db.session.scalars(select(Bead.id).where(
+        Bead.status == "blocked",
+        ((Bead.block_kind.in_(("provider", "rate_limit"))) & (Bead.updated_at <= transient))
+        | ((Bead.block_kind == "auth") & (Bead.updated_at <= auth))).limit(BATCH)).all()
+    for bead_id in due:
+        bead = beads.unblock_bead(bead_id, "provider healthy again: retried by Ralph")
+        _action("bead_recovered", f"bead {bead_id} unblocked: the provider is healthy again",
+                project_id=bead.project_id, bead_id=bead_id)
+    return list(due)
+
+
+def run_tick(redis_client, settings: RalphSettings | None = None, *, provider_healthy: bool = True,
+             now: datetime | None = None) -> dict:
+    """One Ralph pass; the summary is also the heartbeat (in Redis) that the UI and probes read."""
+    settings, now = settings or RalphSettings(), now or utcnow()
     started = time.perf_counter()
-    reclaimed = reclaim_expired_leases(now)
-    summary = {"ts": (now or utcnow()).isoformat(), "reclaimed": reclaimed,
+    zombies = reset_zombie_agents(now, settings)
+    reopened, resumed = reclaim_expired_leases(now, settings)
+    blocked = block_error_loops(settings)
+    recovered = recover_provider_blocks(now, settings, provider_healthy)
+    summary = {"ts": now.isoformat(), "zombies": zombies, "reclaimed": reopened, "resumed": [r for r, _ in resumed],
+               "blocked": blocked, "recovered": recovered,
                "duration_ms": round((time.perf_counter() - started) * 1000, 2)}
     redis_client.set(HEARTBEAT_KEY, json.dumps(summary), ex=300)
+    summary["resume"] = resumed  # (run, project) pairs for the task to enqueue
     return summary
 
 

@@ -77,7 +77,7 @@ class PasswordChange(Body):
 class ApiKeyCreate(Body):
     name: Annotated[str, Field(min_length=1, max_length=100)]
     permissions: Annotated[list[Annotated[str, Field(max_length=40)]], Field(max_length=50)] | None = None
-    expires_at: AwareDatetime | None = None
+    expires_at: Annotated[AwareDatetime, Field(strict=False)] | None = None  # JSON sends text
 
 
 class KeyFilters(Page):
