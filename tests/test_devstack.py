@@ -66,6 +66,10 @@ def test_run_brings_up_the_whole_stack_and_stops_it(tmp_path):
                 break
             time.sleep(0.5)
         assert "loom.ralph_tick" in (tmp_path / "var" / "logs" / "worker.log").read_text()
+        deadline = time.monotonic() + 30  # Beat -> worker -> Ralph's heartbeat, shown by the probe
+        while not (ralph := httpx.get(f"{url}/health/ready").json()["ralph"])["ok"] and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert ralph["ok"] and ralph["age_s"] < 30, ralph
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(30)

@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime
 
 from flask import Blueprint, current_app
 from sqlalchemy import text
 
 from app.extensions import db
+from app.models import utcnow
+from app.services import ralph
 from app.web.api.routing import route
 
 bp = Blueprint("health", __name__)
@@ -38,4 +41,17 @@ def ready():
 
     checks = {"database": _check(database), "redis": _check(redis)}
     ok = all(c["ok"] for c in checks.values())
-    return {"status": "ok" if ok else "unavailable", "checks": checks}, 200 if ok else 503
+    return {"status": "ok" if ok else "unavailable", "checks": checks, "ralph": _ralph()}, 200 if ok else 503
+
+
+def _ralph() -> dict:
+    """Ralph's last tick (informational: Beat may run elsewhere, so it does not fail readiness)."""
+    try:
+        beat = ralph.last_heartbeat(current_app.extensions["loom.redis"]())
+    except Exception as exc:  # noqa: BLE001 (reported, never raised)
+        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:200]}
+    if beat is None:
+        return {"ok": False, "error": "no tick in the last 5 minutes (is Beat running?)"}
+    age = (utcnow() - datetime.fromisoformat(beat["ts"])).total_seconds()
+    return {"ok": age < 3 * current_app.config["RALPH_INTERVAL"] + 5, "last_tick": beat["ts"],
+            "age_s": round(age, 1), "duration_ms": beat.get("duration_ms")}
