@@ -1,7 +1,6 @@
 """`loom user ...` and `loom apikey ...` end to end: CliRunner against the live server, checked over httpx."""
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -12,6 +11,7 @@ from click.testing import CliRunner, Result
 
 from app.cli import cli
 from app.cli.commands_users import expiry
+from tests.test_cli import as_json, failed, ok, table  # the CLI tests' output helpers
 
 
 def unique(prefix: str) -> str:
@@ -42,32 +42,6 @@ def loom(live_server, live_token, tmp_path) -> Loom:
         env = {"LOOM_SERVER": live_server.url, "LOOM_CONFIG_DIR": str(tmp_path), "LOOM_API_KEY": key}
         return CliRunner().invoke(cli, list(args), env=env, input=stdin, catch_exceptions=False)
     return run
-
-
-def ok(result: Result) -> str:
-    assert result.exit_code == 0, f"exit {result.exit_code}\nstdout: {result.stdout}\nstderr: {result.stderr}"
-    return result.stdout
-
-
-def failed(result: Result) -> str:
-    """A clean API failure: exit 1, one `Error: ...` line on stderr, never a traceback."""
-    assert result.exit_code == 1, f"exit {result.exit_code}\nstdout: {result.stdout}\nstderr: {result.stderr}"
-    assert result.stderr.startswith("Error: "), result.stderr
-    assert "Traceback" not in result.output
-    return result.stderr
-
-
-def as_json(result: Result) -> dict:
-    return json.loads(ok(result))
-
-
-def table(output: str) -> list[list[str]]:
-    """A printed table as rows of cells (columns are separated by two or more spaces)."""
-    rows = []
-    for line in output.splitlines():
-        if line.strip():
-            rows.append([cell for cell in line.split("  ") if cell.strip() != ""])
-    return [[cell.strip() for cell in row] for row in rows]
 
 
 def stored_user(http: httpx.Client, username: str) -> dict:

@@ -360,6 +360,7 @@ def test_redis_restart_mid_run(engine_on, redis_server, primary_database_url, tm
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.needs_postgres_server
 def test_database_restart_mid_run(engine_on, pg_cluster, tmp_path):
     pg_cluster.init()
     pg_cluster.start()
