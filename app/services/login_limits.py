@@ -39,8 +39,8 @@ class LoginLimiter:
         try:
             pipe = self.client.pipeline()
             for key in self._keys(username, address):
-                pipe.incr(key)
-                pipe.expire(key, self.window_s, nx=True)
+                pipe.set(key, 0, nx=True, ex=self.window_s)  # the window starts at the first failure
+                pipe.incr(key)  # (SET NX EX + INCR: works on Redis 6, unlike EXPIRE ... NX)
             pipe.execute()
         except redis.RedisError as exc:
             log.warning("login limiter unavailable: %s", exc)
