@@ -64,12 +64,32 @@ class EventBus:
             start = "(" + (last.decode() if isinstance(last, bytes) else last)
         return out
 
+    def oldest_id(self) -> str | None:
+        entries = self.client.xrange(STREAM_KEY, count=1)
+        if not entries:
+            return None
+        raw = entries[0][0]
+        return raw.decode() if isinstance(raw, bytes) else raw
+
+    def trimmed_after(self, after: str) -> bool:
+        """Whether events newer than `after` may have been trimmed: the buffer is full and starts after it."""
+        if self.client.xlen(STREAM_KEY) < self.maxlen:
+            return False  # never full, so never trimmed (XADD MAXLEN trims exactly)
+        oldest = self.oldest_id()
+        return oldest is not None and id_key(after) < id_key(oldest)
+
     def last_id(self) -> str | None:
         entries = self.client.xrevrange(STREAM_KEY, count=1)
         if not entries:
             return None
         raw = entries[0][0]
         return raw.decode() if isinstance(raw, bytes) else raw
+
+
+def id_key(event_id: str) -> tuple[int, int]:
+    """Stream ids ("<ms>-<seq>") in their real order."""
+    ms, _, seq = event_id.partition("-")
+    return int(ms), int(seq or 0)
 
 
 def decode_entry(raw_id: bytes | str, fields: dict) -> dict:

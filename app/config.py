@@ -26,6 +26,8 @@ DEFAULTS: dict[str, tuple[Any, type]] = {
     "MAX_CONTENT_LENGTH": (2 * 1024 * 1024, int),  # request bodies
     "DEFAULT_TEAM": ("engineering-manager,engineer,qa-engineer,code-reviewer", str),
     "EVENT_BUFFER": (1000, int),  # events kept in the ring buffer
+    "SUBSCRIBER_QUEUE": (1000, int),  # events a slow live client may lag behind before it must catch up
+    "ALLOWED_ORIGINS": ("", str),  # extra origins (comma-separated) allowed to open the websocket with a cookie
     "MAX_CONCURRENT": (100, int),  # bead loops running at once, all projects
     "MAX_PER_PROJECT": (20, int),  # bead loops running at once in one project
     "MAX_ITERATIONS": (25, int),  # LLM turns per run (at most 100)
@@ -61,6 +63,8 @@ def load_config(overrides: Mapping[str, Any] | None = None, environ: Mapping[str
     for key, value in (overrides or {}).items():
         cfg[key] = value
 
+    if isinstance(cfg["ALLOWED_ORIGINS"], str):
+        cfg["ALLOWED_ORIGINS"] = [o.strip() for o in cfg["ALLOWED_ORIGINS"].split(",") if o.strip()]
     data_dir = Path(cfg["DATA_DIR"]).resolve()
     cfg["DATA_DIR"] = str(data_dir)
     if not cfg["DATABASE_URL"]:
@@ -74,6 +78,7 @@ def load_config(overrides: Mapping[str, Any] | None = None, environ: Mapping[str
     cfg.setdefault("CELERY", celery_settings(cfg))
     cfg.setdefault("SESSION_COOKIE_HTTPONLY", True)
     cfg.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
+    cfg.setdefault("SOCK_SERVER_OPTIONS", {"ping_interval": 25})  # websocket pings find dead connections
     return cfg
 
 

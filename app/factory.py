@@ -13,10 +13,11 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from app.bus import EventBus
+from app.bus_live import EventHub
 from app.commands import cli as loom_cli
 from app.config import load_config
 from app.extensions import celery_init_app, db, login_manager, migrate, sock
-from app.web import api, auth, health, ui
+from app.web import api, auth, health, ui, ws
 from app.web.converters import IdConverter
 from app.web.errors import register_error_handlers
 from workers.dispatch import on_event as dispatch_hook
@@ -56,8 +57,17 @@ def _init_redis(app: Flask) -> None:
     def bus() -> EventBus:
         return EventBus(client(), maxlen=app.config["EVENT_BUFFER"])
 
+    @lru_cache(maxsize=1)
+    def hub() -> EventHub:
+        """The web process's live fan-out (its listener thread starts with the first subscriber)."""
+        def pubsub_client() -> redis.Redis:
+            return redis.Redis.from_url(url, socket_connect_timeout=2, socket_keepalive=True,
+                                        health_check_interval=30)
+        return EventHub(pubsub_client, bus(), queue_size=app.config["SUBSCRIBER_QUEUE"])
+
     app.extensions["loom.redis"] = client
     app.extensions["loom.bus"] = bus
+    app.extensions["loom.hub"] = hub
     app.extensions.setdefault("loom.event_hooks", [])
     if app.config["AUTO_DISPATCH"]:
         app.extensions["loom.event_hooks"].append(dispatch_hook)
@@ -67,6 +77,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(api.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(ui.bp)
+    app.register_blueprint(ws.bp)
     auth.init_login(app)
     register_error_handlers(app)
     app.cli.add_command(loom_cli)

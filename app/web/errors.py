@@ -17,7 +17,7 @@ _CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_f
 
 
 def wants_json() -> bool:
-    return request.path.startswith(("/api/", "/health/", "/metrics")) or request.accept_mimetypes.best == \
+    return request.path.startswith(("/api/", "/health/", "/metrics", "/ws/")) or request.accept_mimetypes.best == \
         "application/json"
 
 

@@ -1,7 +1,5 @@
-"""JSON routes around the engine: a bead's step timeline and runs, redispatch, decisions, the event buffer."""
+"""JSON routes around the engine: a bead's step timeline and runs, redispatch, decisions."""
 from __future__ import annotations
-
-from flask import current_app
 
 from app.services import beads as bead_service
 from app.services import decisions, runs
@@ -51,13 +49,3 @@ def list_decisions(query: s.DecisionFilters):
 def decide(decision_id: int, body: s.Decide):
     bead = decisions.decide(decision_id, body.decision, body.rationale, actor_name())
     return bead_service.bead_view(bead)
-
-
-@route(bp, "/events", permission="events:read", tag="events", query=s.EventFilters,
-       summary="Recent events from the ring buffer, oldest first; `since` is the last event id you saw")
-def list_events(query: s.EventFilters):
-    bus = current_app.extensions["loom.bus"]()
-    types = [t.strip() for t in query.type.split(",")] if query.type else None
-    items = bus.history(after=query.since, limit=query.limit, project_id=query.project_id, bead_id=query.bead_id,
-                        types=types)
-    return {"items": items, "total": len(items), "last_id": bus.last_id()}

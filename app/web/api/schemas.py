@@ -1,6 +1,7 @@
 """Request bodies and query strings of the JSON API as pydantic models (also the OpenAPI schemas)."""
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
@@ -238,9 +239,21 @@ class Decide(Body):
     rationale: Annotated[str, Field(max_length=8000)] | None = None
 
 
+EVENT_ID = re.compile(r"\d{1,20}-\d{1,20}")
+
+
 class EventFilters(Query):
     project_id: Id | None = None
     bead_id: Id | None = None
     type: Annotated[str, Field(max_length=500)] | None = None
     since: Annotated[str, Field(pattern=r"^\d{1,20}-\d{1,20}$")] | None = None
     limit: int = Field(100, ge=1, le=1000)
+
+
+class StreamFilters(Query):
+    project_id: Id | None = None
+    bead_id: Id | None = None
+    type: Annotated[str, Field(max_length=500, description="comma-separated event types; `bead.*` matches a family")
+                    ] | None = None
+    since: Annotated[str, Field(pattern=r"^\d{1,20}-\d{1,20}$")] | None = None
+    max_seconds: Annotated[int, Field(ge=1, le=86_400, description="end the stream after this long")] | None = None
