@@ -69,8 +69,14 @@ class Subscription:
     overflowed: bool = False  # events were dropped for this subscriber: it must catch up
     gap: bool = False  # the hub lost Redis for a while: catch up from the ring buffer
 
+    def wants(self, event: dict) -> bool:
+        """Its filter accepts it; a user's own notifications always pass (the header badge needs them)."""
+        if not visible_to(event, self.user_id):
+            return False
+        return event.get("type", "").startswith(PRIVATE_PREFIXES) or self.filter.accepts(event)
+
     def offer(self, event: dict, raw: str) -> None:
-        if not (visible_to(event, self.user_id) and self.filter.accepts(event)):
+        if not self.wants(event):
             return
         try:
             self.queue.put_nowait((event, raw))
@@ -199,9 +205,8 @@ class EventHub:
         if self.bus.trimmed_after(after):  # the buffer no longer holds everything after `after`
             return [], None, True
         out, last = [], after
-        for event in self.bus.history(after=after, limit=self.bus.maxlen, project_id=sub.filter.project_id,
-                                      bead_id=sub.filter.bead_id, types=sub.filter.types):
-            if visible_to(event, sub.user_id):
+        for event in self.bus.history(after=after, limit=self.bus.maxlen):
+            if sub.wants(event):
                 out.append(json.dumps(event, default=str))
             last = event["id"]
         return out, last, False

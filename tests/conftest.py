@@ -9,6 +9,7 @@ from __future__ import annotations
 import glob
 import itertools
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -37,12 +38,26 @@ def _in_ci() -> bool:
     return os.environ.get("CI", "").lower() in ("1", "true")
 
 
+CHROMIUM = os.environ.get("LOOM_TEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+
+
+def _missing_tools() -> set[str]:
+    """Markers whose tools this machine lacks (CI must have them all: it fails instead of leaving tests out)."""
+    missing = set()
+    if not glob.glob("/usr/lib/postgresql/*/bin/initdb"):
+        missing.add("needs_postgres_server")
+    if not os.path.exists(CHROMIUM):
+        missing.add("browser")
+    return missing
+
+
 def pytest_collection_modifyitems(config, items):
-    """Outside CI, a machine without PostgreSQL's server binaries cannot run the database-restart test:
-    leave it out and say so (CI always runs it, and fails without PostgreSQL)."""
-    if _in_ci() or glob.glob("/usr/lib/postgresql/*/bin/initdb"):
+    """Outside CI, a machine without PostgreSQL's server binaries or without Chromium cannot run some tests:
+    leave them out and say so (CI always runs them, and fails when a tool is missing)."""
+    missing = set() if _in_ci() else _missing_tools()
+    if not missing:
         return
-    dropped = [item for item in items if item.get_closest_marker("needs_postgres_server")]
+    dropped = [item for item in items if any(item.get_closest_marker(m) for m in missing)]
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = [item for item in items if item not in dropped]
@@ -51,7 +66,8 @@ def pytest_collection_modifyitems(config, items):
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     for nodeid in getattr(config, "loom_left_out", []):
-        terminalreporter.write_line(f"NOT RUN here (no PostgreSQL server binaries; CI runs it): {nodeid}")
+        terminalreporter.write_line(f"NOT RUN here (no PostgreSQL server binaries or no Chromium; CI runs it): "
+                                    f"{nodeid}")
 
 
 def free_port() -> int:
@@ -202,11 +218,13 @@ class LiveServer:
         return response.json()["token"]
 
 
-def start_live_server(database_url: str, redis_url: str, data_dir: Path, threads: int = 80):
+def start_live_server(database_url: str, redis_url: str, data_dir: Path, threads: int = 80,
+                      extra_env: dict | None = None):
     """The production server (gunicorn, threaded) in a subprocess against an already migrated database."""
     port = free_port()
     env = {**os.environ, "LOOM_DATABASE_URL": database_url, "LOOM_REDIS_URL": redis_url,
-           "LOOM_DATA_DIR": str(data_dir), "LOOM_SECRET_KEY": "test-secret", "LOOM_AUTO_DISPATCH": "false"}
+           "LOOM_DATA_DIR": str(data_dir), "LOOM_SECRET_KEY": "test-secret", "LOOM_AUTO_DISPATCH": "false",
+           **(extra_env or {})}
     with open(data_dir / "web.log", "ab") as log:
         proc = subprocess.Popen([str(VENV_BIN / "gunicorn"), "-k", "gthread", "--threads", str(threads), "-w", "1",
                                  "-b", f"127.0.0.1:{port}", "app.wsgi:app"], cwd=ROOT, env=env, stdout=log,

@@ -214,3 +214,18 @@ def merge_to_default(data_dir: str | Path, project_id: int, bead_id: int, defaul
 
 def short_head(root: Path) -> str:
     return run_git(root, "rev-parse", "--short", "HEAD").stdout.strip()
+
+
+def list_branches(data_dir: str | Path, project_id: int, limit: int = 200) -> list[dict]:
+    """The project repository's branches, newest commit first: {name, head, subject, date} (empty if no repo)."""
+    repo = project_dir(data_dir, project_id) / "repo"
+    if not (repo / ".git").is_dir():
+        return []
+    out = run_git(repo, "for-each-ref", "--sort=-committerdate", f"--count={int(limit)}",
+                  "--format=%(refname:short)%09%(objectname:short)%09%(committerdate:iso-strict)%09%(subject)",
+                  "refs/heads", check=False).stdout
+    branches = []
+    for line in out.splitlines():
+        name, head, date, subject = (line.split("\t", 3) + ["", "", ""])[:4]
+        branches.append({"name": name, "head": head, "date": date, "subject": subject})
+    return branches

@@ -49,3 +49,16 @@ def list_decisions(query: s.DecisionFilters):
 def decide(decision_id: int, body: s.Decide):
     bead = decisions.decide(decision_id, body.decision, body.rationale, actor_name())
     return bead_service.bead_view(bead)
+
+
+@route(bp, ONE + "/escalate", methods=("POST",), permission="beads:write", status=201, tag="decisions",
+       body=s.Escalate, summary="Ask a person to decide: creates a decision bead and blocks this bead on it")
+def escalate(bead_id: int, body: s.Escalate):
+    bead = bead_service.get_bead(bead_id)
+    if bead.status == "closed":
+        raise Conflict(f"bead {bead_id} is closed; reopen it first", "status")
+    if bead.type == "decision":
+        raise Conflict("a decision bead cannot be escalated; decide it instead", "type")
+    decision = decisions.escalate(bead_id, body.reason, question=body.question, options=body.options,
+                                  actor=actor_name())
+    return bead_service.bead_view(decision), 201

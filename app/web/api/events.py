@@ -31,16 +31,27 @@ def list_events(query: s.EventFilters):
 @route(bp, "/events/stream", permission="events:read", tag="events", query=s.StreamFilters,
        summary="Live events as server-sent events; resumes after `Last-Event-ID` (or `since`); keep-alive every 15 s")
 def stream_events(query: s.StreamFilters):
+    types = [t.strip() for t in query.type.split(",") if t.strip()] if query.type else []
+    return sse_response(Filter.parse({"project_id": query.project_id, "bead_id": query.bead_id, "types": types}),
+                        query.since, query.max_seconds)
+
+
+@route(bp, "/logs/stream", permission="logs:read", tag="system", query=s.LogStreamFilters,
+       summary="New log entries as server-sent events (`log.created`), resumable like /events/stream")
+def stream_logs(query: s.LogStreamFilters):
+    return sse_response(Filter.parse({"bead_id": query.bead_id, "types": ["log.created"]}), query.since,
+                        query.max_seconds)
+
+
+def sse_response(flt: Filter, since: str | None, max_seconds: int | None) -> Response:
+    """Stream the hub's events for this caller as SSE; no database connection is held while it runs."""
     hub = current_app.extensions["loom.hub"]()
     user_id = current_principal().id
-    since = request.headers.get("Last-Event-ID") or query.since
+    since = request.headers.get("Last-Event-ID") or since
     if since is not None and not s.EVENT_ID.fullmatch(since):
         since = None
-    types = [t.strip() for t in query.type.split(",") if t.strip()] if query.type else []
-    flt = Filter.parse({"project_id": query.project_id, "bead_id": query.bead_id, "types": types})
-    db.session.remove()  # hold no database connection for the life of the stream
-
-    deadline = time.monotonic() + query.max_seconds if query.max_seconds else None
+    db.session.remove()
+    deadline = time.monotonic() + max_seconds if max_seconds else None
 
     def generate():
         with hub.subscription(user_id, flt) as sub:

@@ -222,6 +222,12 @@ class ConfigValue(Body):
     value: bool | int
 
 
+class LogStreamFilters(Query):
+    bead_id: Id | None = None
+    since: Annotated[str, Field(pattern=r"^\d{1,20}-\d{1,20}$")] | None = None
+    max_seconds: Annotated[int, Field(ge=1, le=86_400, description="end the stream after this long")] | None = None
+
+
 class LogFilters(Page):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] | None = None
     source: Annotated[str, Field(max_length=64)] | None = None
@@ -232,6 +238,12 @@ class LogFilters(Page):
 class DecisionFilters(Page):
     status: Literal["open", "closed"] | None = "open"
     project_id: Id | None = None
+
+
+class Escalate(Body):
+    reason: Annotated[str, Field(min_length=1, max_length=500)]
+    question: Annotated[str, Field(max_length=4000)] | None = None
+    options: Annotated[list[Annotated[str, Field(min_length=1, max_length=500)]], Field(max_length=10)] | None = None
 
 
 class Decide(Body):
