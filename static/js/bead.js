@@ -5,7 +5,7 @@
   const data = JSON.parse(document.getElementById("bead-data").textContent);
   const bead = data.bead;
   const timeline = document.getElementById("timeline");
-  events.subscribe({bead_id: bead.id});
+  events.subscribe({project_id: bead.project_id});  // this bead, and its neighbours' statuses
 
   function short(value, n) {
     const text = typeof value === "string" ? value : JSON.stringify(value);
@@ -88,6 +88,12 @@
   }
 
   events.on(function (e) {
+    if (e.type === "bead.status_changed" && e.bead_id !== bead.id) {
+      document.querySelectorAll('[data-graph-bead="' + e.bead_id + '"]').forEach(function (badge) {
+        badge.textContent = e.data.to.replace("_", " ");
+        badge.className = "badge status-" + e.data.to;
+      });
+    }
     if (e.bead_id !== bead.id) return;
     const d = e.data || {};
     if (e.type === "step.started") runningItem(d.run_id, d.seq);

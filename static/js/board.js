@@ -26,7 +26,7 @@
       el("span", {class: "badge", "data-field": "type", text: bead.type})]);
     (bead.tags || []).forEach(function (t) { meta.appendChild(el("span", {class: "badge", text: t})); });
     if (bead.blocked_by && bead.blocked_by.length) {
-      meta.appendChild(el("span", {title: "blocked by", text: "⛓ " + bead.blocked_by.join(", ")}));
+      meta.appendChild(el("span", {title: "blocked by", text: "after #" + bead.blocked_by.join(", #")}));
     }
     meta.appendChild(el("span", {"data-field": "assignee", text: bead.assigned_to ? "agent " + bead.assigned_to : ""}));
     return el("a", {class: "bead-card flash", href: "/beads/" + bead.id, "data-bead-id": bead.id,

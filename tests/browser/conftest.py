@@ -134,10 +134,25 @@ class Pages:
             context.close()
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call":
+        item.loom_failed = report.failed
+
+
 @pytest.fixture()
-def pages(browser):
+def pages(browser, request):
     helper = Pages(browser, ARTIFACTS)
     yield helper
+    if getattr(request.node, "loom_failed", False):  # what every open page showed when the test failed
+        for n, context in enumerate(helper.contexts):
+            for m, page in enumerate(context.pages):
+                try:
+                    helper.shot(page, f"FAILED-{request.node.name}-{n}-{m}")
+                except Exception:  # noqa: BLE001 (a closed page cannot be photographed; keep going)
+                    pass
     helper.close()
     assert not helper.errors, f"JavaScript errors on the pages: {helper.errors}"
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 from flask import abort, current_app, render_template
 
 from app.services import agents as agent_service
-from app.services import overview, personas, workspace
+from app.services import overview, workspace
+from app.services import personas as persona_service
 from app.services import projects as project_service
 from app.services.errors import NotFound
 from app.web.ui.pages import page
@@ -16,18 +17,19 @@ def agents():
     projects, _ = project_service.list_projects(limit=500)
     return render_template("ui/agents.html", agents=[a.to_dict() for a in items], total=total,
                            projects={p.id: p.to_dict() for p in projects},
-                           personas=[p.to_dict(full=False) for p in personas.list_personas()])
+                           personas=[p.to_dict(full=False) for p in persona_service.list_personas()])
 
 
 @page("/personas", permission="personas:read")
-def personas_page():
-    return render_template("ui/personas.html", personas=[p.to_dict(full=False) for p in personas.list_personas()])
+def personas():
+    items = [p.to_dict(full=False) for p in persona_service.list_personas()]
+    return render_template("ui/personas.html", personas=items)
 
 
 @page("/personas/<string(maxlength=64):name>", permission="personas:read")
 def persona_editor(name: str):
     try:
-        persona = personas.get_persona(name)
+        persona = persona_service.get_persona(name)
     except NotFound:
         abort(404)
     return render_template("ui/persona_editor.html", persona=persona.to_dict())
