@@ -68,6 +68,7 @@ class Subscription:
     queue: queue.Queue = field(default_factory=lambda: queue.Queue(maxsize=1000))
     overflowed: bool = False  # events were dropped for this subscriber: it must catch up
     gap: bool = False  # the hub lost Redis for a while: catch up from the ring buffer
+    start_id: str | None = None  # the newest buffered event when it subscribed (where a catch-up starts)
 
     def wants(self, event: dict) -> bool:
         """Its filter accepts it; a user's own notifications always pass (the header badge needs them)."""
@@ -113,6 +114,10 @@ class EventHub:
                 self._stop.clear()
                 self._thread = threading.Thread(target=self._listen, name="loom-event-hub", daemon=True)
                 self._thread.start()
+        try:  # read after registering: anything newer is in the queue or in a later catch-up
+            sub.start_id = self.bus.last_id() or "0-0"  # empty buffer: all that comes is newer
+        except redis.RedisError:
+            sub.start_id = None
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
@@ -189,11 +194,11 @@ class EventHub:
         Yields KEEPALIVE after `keepalive_s` without events, and None every `poll_s` while idle so the
         caller can look at its connection.
         """
-        last = since if since is not None else self.bus.last_id()
+        last = since  # the newest id this client has; live events at or before it are duplicates
         if since is not None:
             replayed, last, reset = self._replay(sub, since)
             if reset:
-                last = self.bus.last_id()
+                last = None
                 yield reset_event("the events after your last id are no longer in the buffer")
             yield from replayed
         yield from self._live(sub, last, keepalive_s, poll_s)
@@ -219,9 +224,9 @@ class EventHub:
                 reason = "overflow" if sub.overflowed else "gap"
                 sub.overflowed = sub.gap = False
                 sub.drain()
-                replayed, new_last, reset = self._replay(sub, last)
-                if reset or (reason == "gap" and last is None):
-                    last = self.bus.last_id()
+                replayed, new_last, reset = self._replay(sub, last or sub.start_id)
+                if reset or (last or sub.start_id) is None:
+                    last = None
                     yield reset_event(f"missed events ({reason})")
                 else:
                     last = new_last or last

@@ -227,8 +227,8 @@ def start_live_server(database_url: str, redis_url: str, data_dir: Path, threads
            **(extra_env or {})}
     with open(data_dir / "web.log", "ab") as log:
         proc = subprocess.Popen([str(VENV_BIN / "gunicorn"), "-k", "gthread", "--threads", str(threads), "-w", "1",
-                                 "-b", f"127.0.0.1:{port}", "app.wsgi:app"], cwd=ROOT, env=env, stdout=log,
-                                stderr=subprocess.STDOUT)
+                                 "-b", f"127.0.0.1:{port}", "--graceful-timeout", "3", "app.wsgi:app"], cwd=ROOT,
+                                env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

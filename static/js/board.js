@@ -4,6 +4,8 @@
   const {api, act, events, el, formJSON} = window.Loom;
   const filters = JSON.parse(document.getElementById("board-filters").textContent);
   const board = document.getElementById("board");
+  const agentNames = JSON.parse(document.getElementById("board-agents").textContent);
+  function agentName(id) { return agentNames[id] || "agent " + id; }
 
   function column(status) { return board.querySelector('.column[data-status="' + status + '"] .cards'); }
   function total(status, delta) {
@@ -28,7 +30,7 @@
     if (bead.blocked_by && bead.blocked_by.length) {
       meta.appendChild(el("span", {title: "blocked by", text: "after #" + bead.blocked_by.join(", #")}));
     }
-    meta.appendChild(el("span", {"data-field": "assignee", text: bead.assigned_to ? "agent " + bead.assigned_to : ""}));
+    meta.appendChild(el("span", {"data-field": "assignee", text: bead.assigned_to ? agentName(bead.assigned_to) : ""}));
     return el("a", {class: "bead-card flash", href: "/beads/" + bead.id, "data-bead-id": bead.id,
                     "data-project-id": bead.project_id}, [
       el("strong", {text: "#" + bead.id}), " ", el("span", {"data-field": "title", text: bead.title}), meta]);
@@ -60,7 +62,7 @@
       }
       const assignee = node.querySelector('[data-field="assignee"]');
       if (assignee) assignee.textContent = data.to === "in_progress" && (data.assigned_to || e.agent_id)
-        ? "agent " + (data.assigned_to || e.agent_id) : "";
+        ? agentName(data.assigned_to || e.agent_id) : assignee.textContent;
       column(data.to).prepend(node);
     } else if (e.type === "bead.updated") {
       const node = findCard(e.bead_id);

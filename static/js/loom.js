@@ -63,7 +63,8 @@
   const handlers = [];
   const resetHandlers = [];
   const status = document.getElementById("live-status");
-  let socket = null, lastId = null, retry = 0, filter = {}, stopped = false;
+  // Resume from the newest event the server knew when it rendered this page: nothing in between is lost.
+  let socket = null, lastId = body.dataset.lastEventId || null, retry = 0, filter = {}, stopped = false;
 
   function setStatus(text, state) {
     if (!status) return;

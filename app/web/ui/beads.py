@@ -35,10 +35,11 @@ def beads_board():
         items, totals[status] = bead_service.list_beads(status=status, limit=COLUMN_LIMIT, **filters)
         columns[status] = bead_service.beads_view(items)
     projects, _ = project_service.list_projects(limit=500)
-    agents, _ = agent_service.list_agents(project_id=filters["project_id"], limit=500)
+    agents, _ = agent_service.list_agents(limit=1000)
+    shown = [a.to_dict() for a in agents if filters["project_id"] in (None, a.project_id)]
     return render_template("ui/beads_board.html", columns=columns, totals=totals, filters=filters,
-                           projects=[p.to_dict() for p in projects], agents=[a.to_dict() for a in agents],
-                           types=BEAD_TYPES, column_limit=COLUMN_LIMIT)
+                           projects=[p.to_dict() for p in projects], agents=shown,
+                           agent_names={a.id: a.name for a in agents}, types=BEAD_TYPES, column_limit=COLUMN_LIMIT)
 
 
 @page("/beads/<int:bead_id>", permission="beads:read")

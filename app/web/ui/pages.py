@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from functools import wraps
 from typing import Any
 
+import redis
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
 from flask_login import current_user
 
@@ -39,9 +40,19 @@ def can(permission: str) -> bool:
     return permission in user_permissions()
 
 
+def last_event_id() -> str:
+    """The newest event when the page was rendered: the page's live stream resumes from it, so nothing that
+    happens between rendering and the websocket connecting is missed."""
+    try:
+        return current_app.extensions["loom.bus"]().last_id() or ""
+    except redis.RedisError:
+        return ""
+
+
 @bp.app_context_processor
 def inject_helpers() -> dict:
-    return {"csrf_token": csrf_token, "can": can, "nav_endpoints": current_app.view_functions}
+    return {"csrf_token": csrf_token, "can": can, "nav_endpoints": current_app.view_functions,
+            "last_event_id": last_event_id}
 
 
 def page(rule: str, *, permission: str | None, methods: tuple[str, ...] = ("GET",)) -> Callable:
