@@ -1,8 +1,9 @@
-"""One place where every route declares its permission, body, query and summary.
+"""One place where every route declares its permission, body, query, answer and summary.
 
 `route()` registers a view on a blueprint and records a RouteSpec. The wrapper authenticates,
 checks the permission, parses and validates the JSON body and query string with pydantic, and
-calls the view with `body=` / `query=`. The same specs build the OpenAPI document and let tests
+calls the view with `body=` / `query=`. `response=` names the model of the success answer
+(app/web/api/responses; none for 204). The same specs build the OpenAPI document and let tests
 walk every route.
 """
 from __future__ import annotations
@@ -35,6 +36,8 @@ class RouteSpec:
     query: type[BaseModel] | None = None
     status: int = 200
     extra: dict = field(default_factory=dict)
+    response: type[BaseModel] | None = None  # the success answer's model; None only for 204
+    other_statuses: tuple[int, ...] = ()  # more statuses answering the same model (201 when a PUT creates)
 
 
 ROUTES: list[RouteSpec] = []
@@ -76,8 +79,12 @@ def parse_query(model: type[BaseModel]) -> BaseModel:
 
 def route(blueprint: Blueprint, rule: str, *, methods: tuple[str, ...] = ("GET",), permission: str | None,
           summary: str, tag: str, body: type[BaseModel] | None = None, query: type[BaseModel] | None = None,
-          status: int = 200, **extra: Any) -> Callable:
-    """Register a JSON route. `permission=None` marks it public (stated, not forgotten)."""
+          status: int = 200, response: type[BaseModel] | None = None, other_statuses: tuple[int, ...] = (),
+          **extra: Any) -> Callable:
+    """Register a JSON route. `permission=None` marks it public (stated, not forgotten).
+
+    `response` is the model of the `status` answer (and of `other_statuses`); every route but a 204 has one.
+    """
 
     def decorator(view: Callable) -> Callable:
         endpoint = view.__name__
@@ -95,7 +102,7 @@ def route(blueprint: Blueprint, rule: str, *, methods: tuple[str, ...] = ("GET",
         full_rule = (blueprint.url_prefix or "") + rule
         for method in methods:
             ROUTES.append(RouteSpec(f"{blueprint.name}.{endpoint}", full_rule, method, permission, summary, tag,
-                                    body, query, status, extra))
+                                    body, query, status, extra, response, other_statuses))
         return wrapper
 
     return decorator
