@@ -52,13 +52,19 @@ def _body_error(exc: PydanticError) -> ValidationError:
     return ValidationError(f"{where}: {message}" if where else message, where)
 
 
+def json_number(text: str) -> int | float:
+    """JSON has one number type: `2.0` is the integer 2 (as JSON Schema's `integer` says), `2.5` is not."""
+    value = float(text)
+    return int(value) if value.is_integer() else value
+
+
 def parse_body(model: type[BaseModel]) -> BaseModel:
     raw = request.get_data(cache=True)
     if not raw.strip():
         payload: Any = {}
     else:
         try:
-            payload = json.loads(raw)
+            payload = json.loads(raw, parse_float=json_number)
         except (ValueError, UnicodeDecodeError) as exc:
             raise ServiceError(f"request body is not valid JSON: {exc}", "body", code="bad_json") from None
     if not isinstance(payload, dict):
