@@ -17,6 +17,9 @@ GitStrategy = Literal["direct", "branch"]
 Role = Literal["admin", "user", "viewer", "service"]
 
 
+NO_NUL = "^[^\\x00]*$"
+
+
 def _no_nul(value: Any) -> Any:
     if isinstance(value, str) and "\x00" in value:
         raise ValueError("must not contain NUL characters")
@@ -26,10 +29,20 @@ def _no_nul(value: Any) -> Any:
     return value
 
 
+def _document_no_nul(schema: dict) -> None:
+    """The documented side of `_no_nul`: every free-text field (or list item) matches NO_NUL."""
+    for prop in schema.get("properties", {}).values():
+        for option in prop.get("anyOf", [prop]):
+            target = option.get("items", {}) if option.get("type") == "array" else option
+            if target.get("type") == "string" and "pattern" not in target and "enum" not in target \
+                    and "const" not in target:
+                target["pattern"] = NO_NUL
+
+
 class Body(BaseModel):
     """JSON bodies: strict types (no "2" for 2), unknown fields refused, no NUL characters."""
 
-    model_config = ConfigDict(strict=True, extra="forbid")
+    model_config = ConfigDict(strict=True, extra="forbid", json_schema_extra=_document_no_nul)
 
     @field_validator("*")
     @classmethod
@@ -44,7 +57,7 @@ class Body(BaseModel):
 class Query(BaseModel):
     """Query strings: values arrive as text and are coerced; unknown parameters are refused."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_document_no_nul)
 
     @field_validator("*")
     @classmethod
