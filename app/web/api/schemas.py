@@ -1,9 +1,9 @@
 """Request bodies and query strings of the JSON API as pydantic models (also the OpenAPI schemas)."""
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 Id = Annotated[int, Field(ge=1, le=2_147_483_647)]
 Priority = Annotated[int, Field(ge=0, le=3, description="0 = P0 (highest) .. 3 = P3")]
@@ -39,10 +39,32 @@ def _document_no_nul(schema: dict) -> None:
                 target["pattern"] = NO_NUL
 
 
-class Body(BaseModel):
-    """JSON bodies: strict types (no "2" for 2), unknown fields refused, no NUL characters."""
+def _document_body(schema: dict, model: type[Body]) -> None:
+    """...and `not_null` fields are documented as optional but never null."""
+    _document_no_nul(schema)
+    for name in model.not_null:
+        prop = schema["properties"][name]
+        options = [option for option in prop.pop("anyOf") if option != {"type": "null"}]
+        prop.pop("default", None)
+        if len(options) == 1:
+            prop.update(options[0])
+        else:
+            prop["anyOf"] = options
 
-    model_config = ConfigDict(strict=True, extra="forbid", json_schema_extra=_document_no_nul)
+
+class Body(BaseModel):
+    """JSON bodies: strict types (no "2" for 2), unknown fields refused, no NUL characters, and no null for
+    the fields in `not_null` (PATCH fields that may be left out but have no "nothing" value)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", json_schema_extra=_document_body)
+    not_null: ClassVar[frozenset[str]] = frozenset()
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _null_only_where_meant(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None and info.field_name in cls.not_null:
+            raise ValueError("must not be null (leave the field out to keep its value)")
+        return value
 
     @field_validator("*")
     @classmethod
@@ -120,6 +142,8 @@ class ProjectCreate(Body):
 
 
 class ProjectUpdate(Body):
+    not_null: ClassVar[frozenset[str]] = frozenset({"name", "description", "default_branch", "git_strategy",
+                                                    "dedicated"})
     name: Name | None = None
     description: LongText | None = None
     git_repo: Annotated[str, Field(min_length=1, max_length=1000)] | None = None
@@ -142,6 +166,7 @@ class BeadCreate(Body):
 
 
 class BeadUpdate(Body):
+    not_null: ClassVar[frozenset[str]] = frozenset({"title", "priority", "type"})
     title: Title | None = None
     description: LongText | None = None
     priority: Priority | None = None
@@ -195,6 +220,7 @@ class AgentCreate(Body):
 
 
 class AgentUpdate(Body):
+    not_null: ClassVar[frozenset[str]] = frozenset({"name", "persona"})
     name: Name | None = None
     persona: Annotated[str, Field(min_length=1, max_length=64)] | None = None
     role: Annotated[str, Field(max_length=100)] | None = None
@@ -223,6 +249,7 @@ class ProviderCreate(Body):
 
 
 class ProviderUpdate(Body):
+    not_null: ClassVar[frozenset[str]] = frozenset({"name", "endpoint"})
     name: Name | None = None
     endpoint: Annotated[str, Field(min_length=1, max_length=1000)] | None = None
     model: Annotated[str, Field(max_length=200)] | None = None
