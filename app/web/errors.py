@@ -47,7 +47,10 @@ def register_error_handlers(app: Flask) -> None:
             message = f"{request.method} is not allowed on {request.path}"
         elif exc.code == 413:
             message = "request body is too large"
-        return _json(exc.code or 400, message)
+        response, status = _json(exc.code or 400, message)
+        if allow := getattr(exc, "valid_methods", None):  # a 405 must say what is allowed (RFC 9110)
+            response.headers["Allow"] = ", ".join(allow)
+        return response, status
 
     @app.errorhandler(IntegrityError)
     def integrity_error(exc: IntegrityError):

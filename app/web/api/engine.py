@@ -4,6 +4,7 @@ from __future__ import annotations
 from app.services import beads as bead_service
 from app.services import decisions, runs
 from app.services.errors import Conflict
+from app.web.api import responses as r
 from app.web.api import schemas as s
 from app.web.api.routing import actor_name, bp, paged, route
 from workers.dispatch import request_dispatch
@@ -12,20 +13,21 @@ ONE = "/beads/<id:bead_id>"
 
 
 @route(bp, ONE + "/steps", permission="beads:read", tag="beads", query=s.Page,
-       summary="The action-loop timeline: every LLM turn with its actions and results")
+       summary="The action-loop timeline: every LLM turn with its actions and results", response=r.page_of(r.Step))
 def list_steps(bead_id: int, query: s.Page):
     items, total = runs.list_steps(bead_id, query.limit, query.offset)
     return paged([step.to_dict() for step in items], total, query)
 
 
-@route(bp, ONE + "/runs", permission="beads:read", tag="beads", query=s.Page, summary="A bead's runs")
+@route(bp, ONE + "/runs", permission="beads:read", tag="beads", query=s.Page, summary="A bead's runs",
+       response=r.page_of(r.Run))
 def list_runs(bead_id: int, query: s.Page):
     items, total = runs.list_runs(bead_id, query.limit, query.offset)
     return paged([run.to_dict() for run in items], total, query)
 
 
 @route(bp, ONE + "/redispatch", methods=("POST",), permission="beads:write", tag="beads", body=s.Reason,
-       summary="Put a bead back in the queue now (releases an in-progress or blocked bead)")
+       summary="Put a bead back in the queue now (releases an in-progress or blocked bead)", response=r.Bead)
 def redispatch(bead_id: int, body: s.Reason):
     bead = bead_service.get_bead(bead_id)
     if bead.status == "closed":
@@ -37,7 +39,7 @@ def redispatch(bead_id: int, body: s.Reason):
 
 
 @route(bp, "/decisions", permission="decisions:read", tag="decisions", query=s.DecisionFilters,
-       summary="Decisions waiting for a person (status=closed for decided ones)")
+       summary="Decisions waiting for a person (status=closed for decided ones)", response=r.page_of(r.Bead))
 def list_decisions(query: s.DecisionFilters):
     items, total = decisions.list_decisions(status=query.status, project_id=query.project_id,
                                             limit=query.limit, offset=query.offset)
@@ -45,14 +47,16 @@ def list_decisions(query: s.DecisionFilters):
 
 
 @route(bp, "/decisions/<id:decision_id>/decide", methods=("POST",), permission="decisions:write",
-       tag="decisions", body=s.Decide, summary="Decide: closes the decision and unblocks the bead that asked")
+       tag="decisions", body=s.Decide, summary="Decide: closes the decision and unblocks the bead that asked",
+       response=r.Bead)
 def decide(decision_id: int, body: s.Decide):
     bead = decisions.decide(decision_id, body.decision, body.rationale, actor_name())
     return bead_service.bead_view(bead)
 
 
 @route(bp, ONE + "/escalate", methods=("POST",), permission="beads:write", status=201, tag="decisions",
-       body=s.Escalate, summary="Ask a person to decide: creates a decision bead and blocks this bead on it")
+       body=s.Escalate, summary="Ask a person to decide: creates a decision bead and blocks this bead on it",
+       response=r.Bead)
 def escalate(bead_id: int, body: s.Escalate):
     bead = bead_service.get_bead(bead_id)
     if bead.status == "closed":

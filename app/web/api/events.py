@@ -8,6 +8,7 @@ from flask import Response, current_app, request
 
 from app.bus_live import KEEPALIVE, Filter
 from app.extensions import db
+from app.web.api import responses as r
 from app.web.api import schemas as s
 from app.web.api.routing import bp, route
 from app.web.security import current_principal
@@ -16,7 +17,8 @@ KEEPALIVE_S = 15.0
 
 
 @route(bp, "/events", permission="events:read", tag="events", query=s.EventFilters,
-       summary="Recent events from the ring buffer, oldest first; `since` is the last event id you saw")
+       summary="Recent events from the ring buffer, oldest first; `since` is the last event id you saw",
+       response=r.EventList)
 def list_events(query: s.EventFilters):
     bus = current_app.extensions["loom.bus"]()
     types = [t.strip() for t in query.type.split(",")] if query.type else None
@@ -29,7 +31,8 @@ def list_events(query: s.EventFilters):
 
 
 @route(bp, "/events/stream", permission="events:read", tag="events", query=s.StreamFilters,
-       summary="Live events as server-sent events; resumes after `Last-Event-ID` (or `since`); keep-alive every 15 s")
+       summary="Live events as server-sent events; resumes after `Last-Event-ID` (or `since`); keep-alive every 15 s",
+       response=r.EventStream, media_type="text/event-stream")
 def stream_events(query: s.StreamFilters):
     types = [t.strip() for t in query.type.split(",") if t.strip()] if query.type else []
     return sse_response(Filter.parse({"project_id": query.project_id, "bead_id": query.bead_id, "types": types}),
@@ -37,13 +40,14 @@ def stream_events(query: s.StreamFilters):
 
 
 @route(bp, "/logs/stream", permission="logs:read", tag="system", query=s.LogStreamFilters,
-       summary="New log entries as server-sent events (`log.created`), resumable like /events/stream")
+       summary="New log entries as server-sent events (`log.created`), resumable like /events/stream",
+       response=r.EventStream, media_type="text/event-stream")
 def stream_logs(query: s.LogStreamFilters):
     return sse_response(Filter.parse({"bead_id": query.bead_id, "types": ["log.created"]}), query.since,
                         query.max_seconds)
 
 
-def sse_response(flt: Filter, since: str | None, max_seconds: int | None) -> Response:
+def sse_response(flt: Filter, since: str | None, max_seconds: float | None) -> Response:
     """Stream the hub's events for this caller as SSE; no database connection is held while it runs."""
     hub = current_app.extensions["loom.hub"]()
     user_id = current_principal().id
@@ -56,7 +60,8 @@ def sse_response(flt: Filter, since: str | None, max_seconds: int | None) -> Res
     def generate():
         with hub.subscription(user_id, flt) as sub:
             yield ": connected\n\n"
-            for item in hub.stream(sub, since, keepalive_s=KEEPALIVE_S):
+            poll_s = min(1.0, max_seconds) if max_seconds else 1.0
+            for item in hub.stream(sub, since, keepalive_s=KEEPALIVE_S, poll_s=poll_s):
                 if deadline is not None and time.monotonic() >= deadline:
                     return
                 if item is KEEPALIVE:
