@@ -230,3 +230,15 @@ def test_websocket_subscribe_message_narrows_the_stream(live_server):
         assert [(e["type"], e["bead_id"]) for e in got] == [("bead.commented", bead["id"])]
     finally:
         ws.close()
+
+
+def test_event_ids_beyond_redis_range_are_refused_not_500(api, client, admin_token):
+    """Found by schemathesis: a 20-digit id passed the old pattern and Redis refused it mid-stream."""
+    huge = "80981013946078220603-2163"
+    listed = api.get(f"/api/v1/events?since={huge}")
+    assert listed.status_code == 422 and listed.get_json()["error"]["field"] == "since"
+    streamed = api.get(f"/api/v1/events/stream?since={huge}&max_seconds=0.2")
+    assert streamed.status_code == 422
+    header = client.get("/api/v1/events/stream?max_seconds=0.2", headers={"Authorization": f"Bearer {admin_token}",
+                                                                           "Last-Event-ID": huge})
+    assert header.status_code == 200 and header.get_data(as_text=True).startswith(": connected")

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from flask import Blueprint, current_app, g, jsonify, request
 from simple_websocket import ConnectionClosed
 
+from app.bus import valid_event_id
 from app.bus_live import KEEPALIVE, Filter
 from app.extensions import db, sock
 from app.services.errors import ServiceError
@@ -80,7 +81,7 @@ def _apply_message(text: str | bytes | None, sub) -> None:
 def events(ws) -> None:
     hub = current_app.extensions["loom.hub"]()
     since = request.args.get("since") or None
-    if since is not None and not _valid_id(since):
+    if since is not None and not valid_event_id(since):
         since = None
     with hub.subscription(g.stream_user_id, Filter()) as sub:
         ws.send(json.dumps({"id": None, "type": "stream.hello", "data": {"since": since}}))
@@ -100,7 +101,3 @@ def events(ws) -> None:
         except ConnectionClosed:
             return
 
-
-def _valid_id(value: str) -> bool:
-    ms, sep, seq = value.partition("-")
-    return bool(sep) and ms.isdigit() and seq.isdigit() and len(value) <= 41

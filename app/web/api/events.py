@@ -6,6 +6,7 @@ import time
 
 from flask import Response, current_app, request
 
+from app.bus import valid_event_id
 from app.bus_live import KEEPALIVE, Filter
 from app.extensions import db
 from app.web.api import responses as r
@@ -52,7 +53,7 @@ def sse_response(flt: Filter, since: str | None, max_seconds: float | None) -> R
     hub = current_app.extensions["loom.hub"]()
     user_id = current_principal().id
     since = request.headers.get("Last-Event-ID") or since
-    if since is not None and not s.EVENT_ID.fullmatch(since):
+    if since is not None and not valid_event_id(since):
         since = None
     db.session.remove()
     deadline = time.monotonic() + max_seconds if max_seconds else None

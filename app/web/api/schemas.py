@@ -1,9 +1,9 @@
 """Request bodies and query strings of the JSON API as pydantic models (also the OpenAPI schemas)."""
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, ClassVar, Literal
 
+from app.bus import EVENT_ID_PATTERN
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 Id = Annotated[int, Field(ge=1, le=2_147_483_647)]
@@ -264,7 +264,7 @@ class ConfigValue(Body):
 
 class LogStreamFilters(Query):
     bead_id: Id | None = None
-    since: Annotated[str, Field(pattern=r"^\d{1,20}-\d{1,20}$")] | None = None
+    since: Annotated[str, Field(pattern=EVENT_ID_PATTERN)] | None = None
     max_seconds: Annotated[float, Field(gt=0, le=86_400, description="end the stream after this many seconds")
                            ] | None = None
 
@@ -292,14 +292,11 @@ class Decide(Body):
     rationale: Annotated[str, Field(max_length=8000)] | None = None
 
 
-EVENT_ID = re.compile(r"\d{1,20}-\d{1,20}")
-
-
 class EventFilters(Query):
     project_id: Id | None = None
     bead_id: Id | None = None
     type: Annotated[str, Field(max_length=500)] | None = None
-    since: Annotated[str, Field(pattern=r"^\d{1,20}-\d{1,20}$")] | None = None
+    since: Annotated[str, Field(pattern=EVENT_ID_PATTERN)] | None = None
     limit: int = Field(100, ge=1, le=1000)
 
 
@@ -308,6 +305,6 @@ class StreamFilters(Query):
     bead_id: Id | None = None
     type: Annotated[str, Field(max_length=500, description="comma-separated event types; `bead.*` matches a family")
                     ] | None = None
-    since: Annotated[str, Field(pattern=r"^\d{1,20}-\d{1,20}$")] | None = None
+    since: Annotated[str, Field(pattern=EVENT_ID_PATTERN)] | None = None
     max_seconds: Annotated[float, Field(gt=0, le=86_400, description="end the stream after this many seconds")
                            ] | None = None
