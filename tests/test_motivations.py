@@ -328,7 +328,7 @@ def test_cooldown_per_project(ctx, make, project, api):
 
 
 def test_wake_records_the_agent_or_why_not(ctx, make, project, api):
-    m = make(kind="event", event="bead.closed", project_id=project["id"], wake_agent=True, bead_template=QA_TEMPLATE)
+    make(kind="event", event="bead.closed", project_id=project["id"], wake_agent=True, bead_template=QA_TEMPLATE)
     woken: list[int] = []
     qa_agent = db.session.scalars(select(Agent).where(Agent.project_id == project["id"],
                                                       Agent.persona == "qa-engineer")).one()
