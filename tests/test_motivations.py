@@ -10,6 +10,7 @@ from sqlalchemy import func, select, update
 
 from app.extensions import db
 from app.models import Agent, Bead, LLMRequest, Motivation, MotivationFiring, utcnow
+from app.services import bead_graph
 from app.services import beads as bead_service
 from app.services import motivation_firing, motivation_triggers
 from app.services.motivation_defaults import DEFAULTS, ensure_default_motivations
@@ -327,7 +328,7 @@ def test_cooldown_per_project(ctx, make, project, api):
     api.patch(f"/api/v1/motivations/{m['id']}", json={"enabled": False})
 
 
-def test_wake_records_the_agent_or_why_not(ctx, make, project, api):
+def test_wake_records_the_agent_or_why_not(app, ctx, make, project, api):
     make(kind="event", event="bead.closed", project_id=project["id"], wake_agent=True, bead_template=QA_TEMPLATE)
     woken: list[int] = []
     qa_agent = db.session.scalars(select(Agent).where(Agent.project_id == project["id"],
@@ -335,6 +336,19 @@ def test_wake_records_the_agent_or_why_not(ctx, make, project, api):
     [firing] = motivation_triggers.fire_for_event(closed_event(closed_bead(project["id"])),
                                                   wake=lambda: woken.append(1))
     assert firing.agent_id == qa_agent.id and woken == [1] and qa_agent.name in firing.detail
+
+    def dispatch_at_once(event: dict) -> None:
+        """a dispatcher so fast that the QA agent claims the new bead before the firing is marked done"""
+        if event["type"] == "bead.created" and "motivation" in event["data"]["tags"]:
+            bead_graph.claim_bead(event["bead_id"], qa_agent.id, 300)
+    app.extensions["loom.event_hooks"].append(dispatch_at_once)
+    try:
+        [raced] = motivation_triggers.fire_for_event(closed_event(closed_bead(project["id"])))
+    finally:
+        app.extensions["loom.event_hooks"].remove(dispatch_at_once)
+    assert raced.agent_id == qa_agent.id and "is on it" in raced.detail
+    bead_service.close_bead(raced.bead_id)
+
     api.post(f"/api/v1/agents/{qa_agent.id}/pause")
     [paused] = motivation_triggers.fire_for_event(closed_event(closed_bead(project["id"])))
     assert paused.outcome == "fired" and paused.agent_id is None and "paused" in paused.detail

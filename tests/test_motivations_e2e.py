@@ -75,6 +75,7 @@ def test_a_closed_bead_gets_exactly_one_qa_bead_and_the_qa_bead_does_not_chain(m
     history = api("get", f"/motivations/history?motivation_id={qa['id']}")["items"]
     assert [(f["outcome"], f["bead_id"], f["dedup_key"]) for f in history] == \
         [("fired", review["id"], f"m{qa['id']}:e:{feature['id']}")]
+    assert history[0]["agent_id"], history[0]
     assert api("get", f"/agents/{history[0]['agent_id']}")["persona"] == "qa-engineer"  # the agent it woke
     fired = api("get", f"/events?project_id={project['id']}&type=motivation.fired")["items"]
     assert [e["data"]["firing_id"] for e in fired] == [history[0]["id"]]

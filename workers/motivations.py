@@ -8,6 +8,7 @@ from celery import shared_task
 from flask import current_app
 from kombu.exceptions import OperationalError as BrokerUnavailable
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
 from app.extensions import db
 from app.models import Motivation
@@ -21,12 +22,12 @@ EVENTS_HANDLED = "loom:motivations:events"  # events the task has evaluated (for
 
 
 def _wanted(event_type: str) -> bool:
-    """Does an enabled motivation react to this event type? Asked on its own connection, so the caller's
-    session (which may hold pending changes) is never flushed by the hook."""
+    """Does an enabled motivation react to this event type? Asked in the caller's session without flushing it
+    (it may hold pending changes) and without a second pooled connection (a full pool must not deadlock)."""
     query = select(Motivation.id).where(Motivation.enabled.is_(True), Motivation.kind == "event",
                                         Motivation.event == event_type).limit(1)
-    with db.engine.connect() as conn:
-        return conn.execute(query).first() is not None
+    with db.session.no_autoflush:
+        return db.session.execute(query).first() is not None
 
 
 def on_event(event: dict) -> None:
@@ -39,7 +40,8 @@ def on_event(event: dict) -> None:
         log.warning("motivation event %s not sent: %s", event.get("type"), exc)
 
 
-@shared_task(name="loom.motivation_event", ignore_result=True)
+@shared_task(name="loom.motivation_event", ignore_result=True, autoretry_for=(OperationalError,),
+             retry_backoff=2, max_retries=5)
 def motivation_event(event: dict) -> list[int]:
     """Fire the motivations for one event (idempotent: a redelivered message finds its firings taken)."""
     firings = motivation_triggers.fire_for_event(event, wake=request_dispatch)

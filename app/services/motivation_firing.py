@@ -112,12 +112,16 @@ def _create_bead(motivation: Motivation, firing: MotivationFiring, now: datetime
         return db.session.scalars(select(Bead).where(Bead.origin_key == origin_key)).one()
 
 
-def _wake(motivation: Motivation, project_id: int | None) -> tuple[int | None, str | None]:
-    """The agent of the persona that will take the work, or why none will right now."""
+def _wake(motivation: Motivation, project_id: int | None, bead_id: int | None) -> tuple[int | None, str | None]:
+    """The agent of the persona that takes the work (it may have claimed the new bead already), or why none will
+    right now."""
     query = select(Agent).where(Agent.persona == motivation.persona, Agent.status != "complete").order_by(Agent.id)
     if project_id is not None:
         query = query.where((Agent.project_id == project_id) | Agent.project_id.is_(None))
     agents = list(db.session.scalars(query).all())
+    taken = next((a for a in agents if bead_id is not None and a.current_bead_id == bead_id), None)
+    if taken is not None:
+        return taken.id, f"{taken.name} ({motivation.persona}) is on it"
     idle = next((a for a in agents if a.status == "idle"), None)
     if idle is not None:
         return idle.id, f"woke {idle.name} ({motivation.persona})"
@@ -143,7 +147,7 @@ def complete(firing_id: int, now: datetime, wake: Wake = None) -> MotivationFiri
         db.session.rollback()
         outcome, detail = "failed", exc.message
     if outcome == "fired" and motivation.wake_agent:
-        agent_id, detail = _wake(motivation, firing.project_id)
+        agent_id, detail = _wake(motivation, firing.project_id, bead_id)
         if wake is not None:
             wake()
     won = db.session.execute(update(MotivationFiring).where(MotivationFiring.id == firing_id,
