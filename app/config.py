@@ -44,6 +44,7 @@ DEFAULTS: dict[str, tuple[Any, type]] = {
     "MAX_RESUMES": (3, int),  # Ralph resumes a run this often before reopening the bead
     "MAX_DISPATCHES": (10, int),  # a bead dispatched this often without finishing is blocked for triage
     "AUTO_DISPATCH": (True, bool),  # events wake the dispatcher (tests of the API alone turn it off)
+    "MOTIVATIONS_INTERVAL": (30.0, float),  # seconds between motivation ticks (the shortest interval motivation)
 }
 
 
@@ -108,9 +109,10 @@ def celery_settings(cfg: dict) -> dict:
         "worker_send_task_events": True,
         "task_send_sent_event": True,
         "task_default_queue": "default",
-        "imports": ("workers.loop", "workers.dispatch", "workers.maintenance"),  # every worker knows every task
+        # every worker knows every task
+        "imports": ("workers.loop", "workers.dispatch", "workers.maintenance", "workers.motivations"),
         "worker_hijack_root_logger": False,
-        "beat_schedule": build_schedule(cfg["RALPH_INTERVAL"], cfg["HEALTH_INTERVAL"]),
+        "beat_schedule": build_schedule(cfg["RALPH_INTERVAL"], cfg["HEALTH_INTERVAL"], cfg["MOTIVATIONS_INTERVAL"]),
         "timezone": "UTC",
     }
 

@@ -21,6 +21,7 @@ from app.web import api, auth, health, ui, ws
 from app.web.converters import IdConverter
 from app.web.errors import register_error_handlers
 from workers.dispatch import on_event as dispatch_hook
+from workers.motivations import on_event as motivation_hook
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -71,6 +72,7 @@ def _init_redis(app: Flask) -> None:
     app.extensions.setdefault("loom.event_hooks", [])
     if app.config["AUTO_DISPATCH"]:
         app.extensions["loom.event_hooks"].append(dispatch_hook)
+        app.extensions["loom.event_hooks"].append(motivation_hook)
 
 
 def _register_blueprints(app: Flask) -> None:

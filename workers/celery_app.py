@@ -6,7 +6,7 @@ modules registers their tasks.
 from __future__ import annotations
 
 from app import create_app
-from workers import dispatch, loop, maintenance  # noqa: F401  (importing registers the tasks)
+from workers import dispatch, loop, maintenance, motivations  # noqa: F401  (importing registers the tasks)
 
 flask_app = create_app()
 celery_app = flask_app.extensions["celery"]

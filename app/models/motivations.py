@@ -33,6 +33,8 @@ class Motivation(db.Model):
     enabled: Mapped[bool] = mapped_column(Boolean, default=True, nullable=False)
     builtin: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)  # one of the default set
     description: Mapped[str] = mapped_column(Text, default="", nullable=False)
+    enabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # last switched on: catch-up starts here
+    scan_cursor: Mapped[datetime | None] = mapped_column(UTCDateTime)  # kind=event: closed beads scanned up to
     last_fired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     fire_count: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
     created_by: Mapped[str | None] = mapped_column(String(64))
@@ -45,13 +47,14 @@ class Motivation(db.Model):
                 "threshold": self.threshold, "cooldown_s": self.cooldown_s, "project_id": self.project_id,
                 "persona": self.persona, "bead_template": self.bead_template, "wake_agent": self.wake_agent,
                 "enabled": self.enabled, "builtin": self.builtin, "description": self.description,
-                "last_fired_at": iso(self.last_fired_at), "fire_count": self.fire_count,
+                "enabled_at": iso(self.enabled_at), "last_fired_at": iso(self.last_fired_at),
+                "fire_count": self.fire_count,
                 "created_by": self.created_by, "created_at": iso(self.created_at),
                 "updated_at": iso(self.updated_at)}
 
 
 class MotivationFiring(db.Model):
-    """`dedup_key` (unique) names the occasion — e.g. "m3:slot:29112" or "m5:bead:41" — so it fires once."""
+    """`dedup_key` (unique) names the occasion — e.g. "m3:i:29112:p1" or "m5:e:41" — so it fires once."""
 
     __tablename__ = "motivation_firings"
 
@@ -63,7 +66,8 @@ class MotivationFiring(db.Model):
     trigger: Mapped[dict] = mapped_column(JSONType, default=dict, nullable=False)  # what caused it
     bead_id: Mapped[int | None] = mapped_column(Integer)  # the bead it created
     agent_id: Mapped[int | None] = mapped_column(Integer)  # the agent it woke
-    outcome: Mapped[str] = mapped_column(String(20), default="fired", nullable=False)  # fired/skipped/failed
+    # pending (claimed, effects not yet done: Beat repairs it), fired, skipped (cooling down), failed
+    outcome: Mapped[str] = mapped_column(String(20), default="pending", nullable=False)
     detail: Mapped[str | None] = mapped_column(Text)
     fired_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False, index=True)
 

@@ -248,6 +248,8 @@ def _upgrade_motivations():
     sa.Column('enabled', sa.Boolean(), nullable=False),
     sa.Column('builtin', sa.Boolean(), nullable=False),
     sa.Column('description', sa.Text(), nullable=False),
+    sa.Column('enabled_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('scan_cursor', sa.DateTime(timezone=True), nullable=True),
     sa.Column('last_fired_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('fire_count', sa.Integer(), nullable=False),
     sa.Column('created_by', sa.String(length=64), nullable=True),
