@@ -53,6 +53,7 @@ REAL_VALUES = [
     ("agents", "query.assigned_to"), ("agents", "body.agent_id"), ("providers", "path.provider_id"),
     ("users", "path.user_id"), ("keys", "path.key_id"), ("personas", "path.name"), ("personas", "body.persona"),
     ("settings", "path.key"), ("endpoints", "body.endpoint"), ("usernames", "body.username"),
+    ("motivations", "path.motivation_id"), ("motivations", "query.motivation_id"),
     ("passwords", "body.password"),  # a login that works; POST /auth/password's current_password is never bound
 ]
 
@@ -155,10 +156,14 @@ def real(fuzz_app, admin) -> dict[str, list]:
     provider = post("/api/v1/providers", {"name": "fuzz-provider", "endpoint": "http://127.0.0.1:9", "api_key": "sk-x"})
     user = post("/api/v1/users", {"username": "fuzz-user", "password": "password123", "role": "viewer"})
     key = post("/api/v1/auth/api-keys", {"name": "fuzz-key"})
+    motivation = post("/api/v1/motivations", {"name": "fuzz-motivation", "kind": "interval", "interval_s": 3600,
+                                              "persona": "engineer", "project_id": project["id"],
+                                              "bead_template": {"title": "hourly check"}})
     agents = client.get(f"/api/v1/agents?project_id={project['id']}", headers=admin["headers"]).get_json()
     return {"beads": [first["id"], second["id"], blocked["id"], asking["id"]], "decisions": [decision["id"]],
             "projects": [project["id"]], "agents": [agent["id"]] + [a["id"] for a in agents["items"]][:3],
-            "providers": [provider["id"]], "users": [user["id"]], "keys": [key["id"]],
+            "providers": [provider["id"]], "motivations": [motivation["id"]], "users": [user["id"]],
+            "keys": [key["id"]],
             "personas": ["engineer", "qa-engineer"], "settings": ["loop.max_iterations", "dispatch.enabled"],
             "endpoints": ["http://127.0.0.1:9/v1"], "usernames": ["admin"], "passwords": [ADMIN_PASSWORD]}
 

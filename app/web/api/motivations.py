@@ -10,6 +10,7 @@ from app.models import MOTIVATION_KINDS
 from app.services import motivation_triggers as triggers
 from app.services import motivations as service
 from app.services.motivations import EVENT_TYPES, METRICS, OPS
+from app.web.api import responses as r
 from app.web.api.routing import actor_name, bp, paged, route
 from app.web.api.schemas import BeadType, Body, Id, LongText, Name, Page, Priority, Tag, Title
 from workers.dispatch import request_dispatch
@@ -92,7 +93,7 @@ def _min_interval() -> float:
 
 
 @route(bp, "/motivations", permission="projects:read", summary="List motivations", tag="motivations",
-       query=MotivationFilters)
+       query=MotivationFilters, response=r.page_of(r.Motivation))
 def list_motivations(query: MotivationFilters):
     items, total = service.list_motivations(project_id=query.project_id, kind=query.kind, enabled=query.enabled,
                                             limit=query.limit, offset=query.offset)
@@ -100,27 +101,28 @@ def list_motivations(query: MotivationFilters):
 
 
 @route(bp, "/motivations", methods=("POST",), permission="projects:write", status=201, tag="motivations",
-       summary="Create a motivation (interval, calendar, event, idle or threshold)", body=MotivationCreate)
+       summary="Create a motivation (interval, calendar, event, idle or threshold)", body=MotivationCreate,
+       response=r.Motivation)
 def create_motivation(body: MotivationCreate):
     motivation = service.create_motivation(body.model_dump(), min_interval_s=_min_interval(), actor=actor_name())
     return service.motivation_view(motivation), 201
 
 
 @route(bp, "/motivations/history", permission="projects:read", summary="Firings of motivations, newest first",
-       tag="motivations", query=HistoryFilters)
+       tag="motivations", query=HistoryFilters, response=r.page_of(r.MotivationFiring))
 def motivation_history(query: HistoryFilters):
     items, total = service.list_firings(motivation_id=query.motivation_id, project_id=query.project_id,
                                         outcome=query.outcome, limit=query.limit, offset=query.offset)
     return paged(items, total, query)
 
 
-@route(bp, ONE, permission="projects:read", summary="Get a motivation", tag="motivations")
+@route(bp, ONE, permission="projects:read", summary="Get a motivation", tag="motivations", response=r.Motivation)
 def get_motivation(motivation_id: int):
     return service.motivation_view(service.get_motivation(motivation_id))
 
 
 @route(bp, ONE, methods=("PATCH",), permission="projects:write", summary="Update, enable or disable a motivation",
-       tag="motivations", body=MotivationUpdate)
+       tag="motivations", body=MotivationUpdate, response=r.Motivation)
 def update_motivation(motivation_id: int, body: MotivationUpdate):
     changes = body.given()
     if changes.get("enabled") is None:
@@ -137,7 +139,8 @@ def delete_motivation(motivation_id: int):
 
 
 @route(bp, ONE + "/trigger", methods=("POST",), permission="projects:write", status=201, tag="motivations",
-       summary="Fire a motivation now (ignores its cooldown); returns the firing", body=TriggerNow)
+       summary="Fire a motivation now (ignores its cooldown); returns the firing", body=TriggerNow,
+       response=r.MotivationFiring)
 def trigger_motivation(motivation_id: int, body: TriggerNow):
     firing = triggers.trigger_now(motivation_id, project_id=body.project_id, bead_id=body.bead_id,
                                   actor=actor_name(), wake=request_dispatch)
