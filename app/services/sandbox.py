@@ -152,7 +152,7 @@ def _probe(policy: SandboxPolicy) -> str | None:
     if result.exit_code == 0:
         return None
     lines = (result.stderr.strip() or f"the probe exited with {result.exit_code}").splitlines()
-    return lines[-1].removeprefix("sandbox: ")[:300]
+    return lines[-1].removeprefix("sandbox: ").removeprefix("cannot isolate the command: ")[:300]
 
 
 def _isolation_arg(policy: SandboxPolicy) -> str:
