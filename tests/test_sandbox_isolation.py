@@ -251,3 +251,27 @@ def test_non_root_worker_gets_a_user_namespace_it_cannot_undo(tmp_path: Path) ->
         assert (ws / "f").read_text() == "ok\n" and (ws / "f").stat().st_uid == uid
     finally:
         subprocess.run(["rm", "-rf", str(ws)], check=True)
+
+
+@pytest.mark.parametrize("tracked", [False, True], ids=["untracked", "submodule"])
+def test_a_nested_repository_cannot_make_the_worker_run_its_config(wt: Path, tmp_path: Path, tracked: bool) -> None:
+    """A command's `git init` with a clean filter in its config: the worker's git must never run it."""
+    pwned = tmp_path / "PWNED"
+    if tracked:  # a gitlink on the branch, as a cloned repository with a submodule has
+        (wt / "sub").mkdir()
+        head = workspace.run_git(wt, "rev-parse", "HEAD").stdout.strip()
+        workspace.run_git(wt, "update-index", "--add", "--cacheinfo", f"160000,{head},sub")
+        workspace_files.git_commit(wt, "submodule entry", {})
+    result = run(wt, f"mkdir -p sub && cd sub && git init -q && git config filter.x.clean 'touch {pwned}' && "
+                     f"git config core.fsmonitor 'touch {pwned}' && echo '* filter=x' > .gitattributes && "
+                     "echo a > a && { git add a; git -c user.name=a -c user.email=a@b commit -qm x; } 2>/dev/null; "
+                     "cd .. && echo '* filter=x' > .gitattributes")
+    assert result.exit_code == 0, result.stderr
+    assert "sub" in workspace_files.git_status(wt)
+    for action in (workspace_files.git_diff, lambda root: workspace_files.git_commit(root, "m", {})):
+        with pytest.raises(workspace.WorkspaceError, match="sub/ is a git repository of its own"):
+            action(wt)
+    assert not pwned.exists()
+    run(wt, "rm -rf sub/.git")
+    assert "committed" in workspace_files.git_commit(wt, "without the nested repository", {})
+    assert not pwned.exists()

@@ -266,6 +266,12 @@ def _execute(cwd: Path, command: str, isolation: str, *, timeout: float, max_out
                 proc.send_signal(signal.SIGTERM)  # the supervisor kills the tree: TERM, then KILL
             elif term_at is not None and now - term_at > 10.0:
                 os.killpg(proc.pid, signal.SIGKILL)  # last resort: the supervisor itself is stuck
+            if not sel.get_map():  # both pipes are closed: wait for the exit itself, not for a select timeout
+                try:
+                    proc.wait(timeout=0.05)
+                except subprocess.TimeoutExpired:
+                    pass
+                continue
             for key, _ in sel.select(timeout=0.05):
                 chunk = os.read(key.fd, _CHUNK)
                 if not chunk:

@@ -218,7 +218,8 @@ def _loopback_up() -> None:
 
 def own_workspace(root: str, uid: int, gid: int) -> None:
     """Hand the workspace to the sandbox uid (the worker's own git accepts it with safe.directory=*). Symlinks
-    are not followed, `.git` stays as it is, and a file with several hard links (it may live outside) is left."""
+    are not followed, `.git` stays as it is, a file with several hard links (it may live outside) is left, and
+    no set-uid/gid bit a command made survives (the workspace is nosuid only inside the sandbox)."""
     def visit(path: str) -> None:
         with os.scandir(path) as entries:
             for entry in entries:
@@ -228,6 +229,8 @@ def own_workspace(root: str, uid: int, gid: int) -> None:
                 is_dir = entry.is_dir(follow_symlinks=False)
                 if (st.st_uid, st.st_gid) != (uid, gid) and (is_dir or st.st_nlink == 1):
                     os.chown(entry.path, uid, gid, follow_symlinks=False)
+                elif st.st_mode & 0o6000 and not is_dir and not entry.is_symlink():
+                    os.chmod(entry.path, st.st_mode & 0o1777)
                 if is_dir:
                     visit(entry.path)
 

@@ -39,9 +39,15 @@ def _git_env(home: Path, index: Path | None = None) -> dict[str, str]:
     return env | ({"GIT_INDEX_FILE": str(index)} if index else {})
 
 
+# Never enter a repository nested in the worktree: its own config (made by a command) could define a filter
+# or fsmonitor that `git status` would run, as the worker, when it looks inside a submodule.
+_NO_SUBMODULES = ("-c", "diff.ignoreSubmodules=all", "-c", "status.submoduleSummary=false",
+                  "-c", "submodule.recurse=false")
+
+
 def _git_argv(args: tuple[str, ...]) -> list[str]:
     return ["git", "-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false", "-c", "core.quotepath=off",
-            "-c", "safe.directory=*", *args]
+            "-c", "safe.directory=*", *_NO_SUBMODULES, *args]
 
 
 def run_git(cwd: Path, *args: str, timeout: float = GIT_TIMEOUT, check: bool = True, stdin: str | None = None,
