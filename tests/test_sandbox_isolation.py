@@ -275,3 +275,10 @@ def test_a_nested_repository_cannot_make_the_worker_run_its_config(wt: Path, tmp
     run(wt, "rm -rf sub/.git")
     assert "committed" in workspace_files.git_commit(wt, "without the nested repository", {})
     assert not pwned.exists()
+
+
+def test_a_set_uid_file_made_by_a_command_does_not_survive(wt: Path) -> None:
+    result = run(wt, "cp /bin/sh mysh && chmod 6755 mysh && stat -c %a mysh && ./mysh -c 'id -u'")
+    assert result.stdout.split() == ["6755", "65534"]  # nosuid inside; outside, the next command's hand-over:
+    run(wt, "true")
+    assert (wt / "mysh").stat().st_mode & 0o7777 == 0o755

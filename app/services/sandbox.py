@@ -10,7 +10,7 @@ as headroom over the uid's current count), stdout/stderr capped at `max_output` 
 or exit the whole process tree killed (TERM, then KILL from 2 s on); the result carries the exit code
 (128+N for signal N), timed_out and truncated.
 
-Isolation (sandbox_isolation), per SandboxPolicy, from the settings SANDBOX, SANDBOX_NETWORK, SANDBOX_UID:
+Isolation (sandbox_isolation, sandbox_root), per SandboxPolicy, from SANDBOX, SANDBOX_NETWORK, SANDBOX_UID:
 
 * each command gets new mount, PID, IPC and UTS namespaces, and a network namespace with only loopback
   unless SANDBOX_NETWORK=host. Its root holds only /usr, /bin, /sbin, /lib*, /etc (shadow files and
@@ -19,15 +19,19 @@ Isolation (sandbox_isolation), per SandboxPolicy, from the settings SANDBOX, SAN
   hooks and config cannot be changed; commit through git_commit); a fresh tmpfs /tmp, a minimal /dev and
   the PID namespace's own /proc. The data dir (database, secret_key, other projects, logs), the Loom
   source, /root and /home are not there; nor is any process outside the sandbox. When the namespace's
-  init ends, every process left in it dies, fork bombs and daemons included.
+  init ends, every process left in it dies, fork bombs and daemons included, so nothing a command
+  started is still running when the worker next touches the workspace.
 * a root worker runs the command as SANDBOX_UID (default 65534, gid the same) with no_new_privs, after
-  handing the workspace to that uid (the worker's git runs with safe.directory=*); RLIMIT_NPROC then
-  binds. A non-root worker uses an unprivileged user namespace that maps only its own uid, so the command
-  holds no capability and cannot undo the mounts (any namespace it makes sees them locked).
+  handing the workspace to that uid (the worker's git runs with safe.directory=* and never stages a
+  nested repository, whose config a command could have written); RLIMIT_NPROC then binds (headroom over
+  the uid's tasks at start, which other sandboxes share). A non-root worker uses an unprivileged user
+  namespace that maps only its own uid, so the command holds no capability and cannot undo the mounts
+  (any namespace it makes sees them locked).
 * SANDBOX=auto (default) isolates when this machine allows it (probed once per process by running `true`
-  in a real sandbox) and otherwise runs commands as before, unconfined but for the above, logging one
+  in a real sandbox) and otherwise runs commands as before, confined only by the above, logging one
   warning; strict refuses to run commands without isolation (an error result the LLM reads); off never
-  isolates. What this is not: no cgroup (no limit on total memory or CPU across a command's processes),
+  isolates. A sandbox that cannot be built for one command fails that command (exit 125), never runs it
+  unconfined. What this is not: no cgroup (no limit on total memory or CPU across a command's processes),
   no seccomp filter; the kernel is shared.
 """
 from __future__ import annotations

@@ -112,7 +112,8 @@ def _supervise_plain(limits: tuple[int, int, int, int], command: str) -> int:
             on_term(signal.SIGTERM, None)  # leftovers: TERM now, KILL from 2 s on
 
 
-def main(argv: list[str], isolation_module: object = None) -> int:
+def main(argv: list[str], isolation: object = None, root_fs: object = None) -> int:
+    """The supervisor's entry; `isolation` and `root_fs` are the sandbox_isolation and sandbox_root modules."""
     limits = tuple(int(a) for a in argv[:4])
     ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)  # the worker died: clean up
     if argv[4] == "-":
@@ -121,18 +122,22 @@ def main(argv: list[str], isolation_module: object = None) -> int:
     memory_mb, cpu_seconds, max_file_mb, max_processes = limits
     as_uid = int(uid) if os.getuid() == 0 else os.getuid()
     nproc = user_tasks(as_uid) + max_processes if max_processes > 0 else 0  # counted on the host, before unshare
+    workspace = os.getcwd()
     try:
-        return isolation_module.supervise(os.getcwd(), argv[5], network, int(uid), int(tmp_mb),
-                                          lambda: set_limits(memory_mb, cpu_seconds, max_file_mb, nproc))
-    except (isolation_module.IsolationError, OSError) as exc:
+        steps = root_fs.plan(workspace, network)
+        return isolation.supervise(workspace, argv[5], network, int(uid),
+                                   lambda: root_fs.build_root(steps, int(tmp_mb)),
+                                   lambda: set_limits(memory_mb, cpu_seconds, max_file_mb, nproc))
+    except OSError as exc:
         print(f"sandbox: cannot isolate the command: {exc}", file=sys.stderr)
-        return isolation_module.SETUP_FAILED
+        return isolation.SETUP_FAILED
 
 
 if __name__ == "__main__":
-    # `python -I -S` keeps this folder off sys.path (nothing in the workspace can shadow a module); the one
-    # sibling needed, stdlib-only itself, is appended after the standard library.
+    # `python -I -S` keeps this folder off sys.path (nothing in the workspace can shadow a module); the two
+    # siblings needed, stdlib-only themselves, are appended after the standard library.
     sys.path.append(os.path.dirname(os.path.abspath(__file__)))
     import sandbox_isolation  # noqa: E402
+    import sandbox_root  # noqa: E402
 
-    sys.exit(main(sys.argv[1:], sandbox_isolation))
+    sys.exit(main(sys.argv[1:], sandbox_isolation, sandbox_root))
