@@ -147,12 +147,12 @@ def isolation_problem(policy: SandboxPolicy) -> str | None:
 def _probe(policy: SandboxPolicy) -> str | None:
     if not sys.platform.startswith("linux"):
         return f"Linux namespaces are not available on {sys.platform}"
-    with tempfile.TemporaryDirectory(prefix="loom-sandbox-probe-") as tmp:
-        try:
+    try:
+        with tempfile.TemporaryDirectory(prefix="loom-sandbox-probe-") as tmp:
             result = _execute(Path(tmp), "true", _isolation_arg(policy), timeout=30, max_output=4096, env=None,
                               limits=(0, 0, 0, 0))
-        except SandboxError as exc:
-            return str(exc)
+    except (SandboxError, OSError) as exc:
+        return str(exc)
     if result.exit_code == 0:
         return None
     lines = (result.stderr.strip() or f"the probe exited with {result.exit_code}").splitlines()
