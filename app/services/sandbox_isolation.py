@@ -140,6 +140,8 @@ def _init(workspace: str, command: str, build_root: Callable[[], None], network:
     state["main"] = os.fork()
     if state["main"] == 0:
         try:
+            for signum in (signal.SIGTERM, signal.SIGALRM):
+                signal.signal(signum, signal.SIG_DFL)  # init's handlers are not the command's
             os.setsid()
             if uid is not None:
                 os.setgroups([])
