@@ -20,13 +20,16 @@ from app.services import workspace
 from app.services.sandbox import SandboxPolicy, isolation_problem, run_command
 
 
-def timed(call, n: int) -> list[float]:
-    call()  # warm-up (and the one-off probe)
-    out = []
+def timed(calls: dict, n: int) -> dict[str, list[float]]:
+    """Each call n times, interleaved (one of each per round), so load on the machine hits all rows alike."""
+    for call in calls.values():
+        call()  # warm-up (and the one-off probe)
+    out: dict[str, list[float]] = {name: [] for name in calls}
     for _ in range(n):
-        started = time.perf_counter()
-        call()
-        out.append((time.perf_counter() - started) * 1000)
+        for name, call in calls.items():
+            started = time.perf_counter()
+            call()
+            out[name].append((time.perf_counter() - started) * 1000)
     return out
 
 
@@ -53,19 +56,23 @@ def main() -> None:
         def check(result) -> None:
             assert result.exit_code == 0, result.stderr
 
-        print(f"Sandbox overhead: `true` x {n} (uid {os.getuid()}; isolation: {problem or 'namespaces'})")
-        print(row("bash -c true (subprocess, no supervisor)",
-                  timed(lambda: subprocess.run(["bash", "-c", "true"], check=True), n)))
-        print(row("run_command, SANDBOX=off",
-                  timed(lambda: check(run_command(wt, "true", policy=SandboxPolicy("off"))), n)))
+        calls = {
+            "bash -c true (subprocess, no supervisor)": lambda: subprocess.run(["bash", "-c", "true"], check=True),
+            "run_command, SANDBOX=off": lambda: check(run_command(wt, "true", policy=SandboxPolicy("off"))),
+        }
         if problem is None:
-            print(row("run_command, isolated, network none",
-                      timed(lambda: check(run_command(wt, "true", policy=SandboxPolicy("strict"))), n)))
-            print(row("run_command, isolated, network host",
-                      timed(lambda: check(run_command(wt, "true", policy=SandboxPolicy("strict", "host"))), n)))
-            print(row("run_command, isolated, 5000-file worktree",
-                      timed(lambda: check(run_command(big, "true", policy=SandboxPolicy("strict"))), n)))
-
+            calls |= {
+                "run_command, isolated, network none":
+                    lambda: check(run_command(wt, "true", policy=SandboxPolicy("strict"))),
+                "run_command, isolated, network host":
+                    lambda: check(run_command(wt, "true", policy=SandboxPolicy("strict", "host"))),
+                "run_command, isolated, 5000-file worktree":
+                    lambda: check(run_command(big, "true", policy=SandboxPolicy("strict"))),
+            }
+        print(f"Sandbox overhead: `true` x {n}, rows interleaved (uid {os.getuid()}; "
+              f"isolation: {problem or 'namespaces'}; load {os.getloadavg()[0]:.1f})")
+        for name, values in timed(calls, n).items():
+            print(row(name, values))
 
 if __name__ == "__main__":
     main()
