@@ -243,8 +243,8 @@ def test_non_root_worker_gets_a_user_namespace_it_cannot_undo(tmp_path: Path) ->
                    "unshare -rm sh -c 'umount -l /etc/shadow || mount -o remount,rw /usr' && echo UN\"\"DONE")
         proc = subprocess.run(["/usr/bin/python3", "-I", "-S", str(SUPERVISOR), "0", "0", "0", "64",
                                "none,65534,64", command], check=False, cwd=ws, user=uid, group=uid,
-                              extra_groups=[],
-                              env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=60)
+                              extra_groups=[], env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
+                              timeout=60)
         assert proc.stdout.split("\n")[:3] == [str(uid), f"{uid:>10} {uid:>10} {1:>10}", "CapEff:\t0000000000000000"]
         assert "UNDONE" not in proc.stdout and "'/usr/x': Read-only file system" in proc.stderr
         assert f"{tmp_path}/secret: No such file or directory" in proc.stderr
