@@ -45,6 +45,9 @@ DEFAULTS: dict[str, tuple[Any, type]] = {
     "MAX_DISPATCHES": (10, int),  # a bead dispatched this often without finishing is blocked for triage
     "AUTO_DISPATCH": (True, bool),  # events wake the dispatcher (tests of the API alone turn it off)
     "MOTIVATIONS_INTERVAL": (30.0, float),  # seconds between motivation ticks (the shortest interval motivation)
+    "SANDBOX": ("auto", str),  # commands in Linux namespaces: auto (when possible), strict (or refuse), off
+    "SANDBOX_NETWORK": ("none", str),  # network of sandboxed commands: none (loopback only) or host
+    "SANDBOX_UID": (65534, int),  # the uid (and gid) a root worker runs sandboxed commands as
 }
 
 

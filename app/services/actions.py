@@ -27,6 +27,7 @@ class ActionContext:
     git_strategy: str
     acceptance: str | None
     command_timeout: int
+    sandbox: sandbox.SandboxPolicy = field(default_factory=sandbox.SandboxPolicy)
 
 
 @dataclass
@@ -53,7 +54,7 @@ def _command_output(result: sandbox.CommandResult) -> str:
 
 def _run(ctx: ActionContext, command: str, timeout: float | None) -> dict:
     limit = min(float(timeout or ctx.command_timeout), float(ctx.command_timeout))
-    result = sandbox.run_command(ctx.workspace, command, timeout=max(1.0, limit))
+    result = sandbox.run_command(ctx.workspace, command, timeout=max(1.0, limit), policy=ctx.sandbox)
     status = "ok" if result.exit_code == 0 and not result.timed_out else "error"
     return {"type": "run_command", "status": status, "output": _command_output(result)}
 
@@ -69,7 +70,7 @@ def _tests_failed(ctx: ActionContext, check: sandbox.CommandResult) -> None:
 
 def _done(ctx: ActionContext, action: dict, outcome: TurnOutcome) -> dict:
     if ctx.acceptance:
-        check = sandbox.run_command(ctx.workspace, ctx.acceptance, timeout=ctx.command_timeout)
+        check = sandbox.run_command(ctx.workspace, ctx.acceptance, timeout=ctx.command_timeout, policy=ctx.sandbox)
         if check.exit_code != 0 or check.timed_out:
             _tests_failed(ctx, check)
             return _error("done", "not done: the acceptance command failed, fix it and try again\n"

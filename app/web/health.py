@@ -9,7 +9,7 @@ from sqlalchemy import text
 
 from app.extensions import db
 from app.models import utcnow
-from app.services import ralph
+from app.services import ralph, sandbox
 from app.web.api import responses as r
 from app.web.api.routing import route
 
@@ -42,7 +42,10 @@ def ready():
 
     checks = {"database": _check(database), "redis": _check(redis)}
     ok = all(c["ok"] for c in checks.values())
-    return {"status": "ok" if ok else "unavailable", "checks": checks, "ralph": _ralph()}, 200 if ok else 503
+    cfg = current_app.config
+    policy = sandbox.SandboxPolicy.from_settings(cfg["SANDBOX"], cfg["SANDBOX_NETWORK"], cfg["SANDBOX_UID"])
+    return {"status": "ok" if ok else "unavailable", "checks": checks, "ralph": _ralph(),
+            "sandbox": sandbox.describe(policy)}, 200 if ok else 503  # the sandbox is informational
 
 
 def _ralph() -> dict:

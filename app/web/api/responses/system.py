@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from app.web.api.responses.base import Id, Json, Response
+from app.web.api.responses.base import Absent, Id, Json, Response
 
 
 class ConfigEntry(Response):
@@ -76,7 +76,18 @@ class RalphTick(Response):
     duration_ms: float | None
 
 
+class SandboxState(Response):
+    mode: str = Field(description="LOOM_SANDBOX: auto, strict or off")
+    network: str = Field(description="LOOM_SANDBOX_NETWORK: none or host")
+    isolation: Literal["namespaces", "none"]
+    uid: int | Absent = None
+    reason: str | Absent = Field(None, description="why commands are not isolated here")
+    commands: Literal["refused", "unconfined"] | Absent = None
+    error: str | Absent = Field(None, description="the settings are invalid")
+
+
 class Ready(Response):
     status: Literal["ok", "unavailable"]
     checks: Checks
     ralph: RalphTick | CheckFailed
+    sandbox: SandboxState = Field(description="informational: never fails readiness")
