@@ -45,6 +45,8 @@ DEFAULTS: dict[str, tuple[Any, type]] = {
     "MAX_DISPATCHES": (10, int),  # a bead dispatched this often without finishing is blocked for triage
     "AUTO_DISPATCH": (True, bool),  # events wake the dispatcher (tests of the API alone turn it off)
     "MOTIVATIONS_INTERVAL": (30.0, float),  # seconds between motivation ticks (the shortest interval motivation)
+    "PAIR_HOLD_SECONDS": (3600, int),  # a bead paused for pair programming keeps its claim this long per turn
+    "PAIR_WAIT_SECONDS": (10.0, float),  # a pair message waits this long for the loop's current step, then 409
 }
 
 
