@@ -47,10 +47,11 @@ def lock_key(run_id: int) -> str:
 class RunLock:
     """`loom:run:<id>`, held by one turn at a time; safe to release from another thread than the acquirer."""
 
-    def __init__(self, run_id: int, kind: str, client: redis.Redis | None = None) -> None:
-        self.run_id, self.kind = run_id, kind
+    def __init__(self, run_id: int, kind: str, client: redis.Redis | None = None, *, ttl_s: float = LOCK_TTL_S,
+                 renew_every_s: float = RENEW_EVERY_S) -> None:
+        self.run_id, self.kind, self._renew_every_s = run_id, kind, renew_every_s
         self._client = client if client is not None else current_app.extensions["loom.redis"]()
-        self._lock = self._client.lock(lock_key(run_id), timeout=LOCK_TTL_S, sleep=0.05, thread_local=False)
+        self._lock = self._client.lock(lock_key(run_id), timeout=ttl_s, sleep=0.05, thread_local=False)
         self._stop = threading.Event()
         self.held = False
         self.unavailable = False  # Redis could not be asked
@@ -80,7 +81,7 @@ class RunLock:
 
     def _keep_alive(self) -> None:
         deadline = time.monotonic() + MAX_HOLD_S
-        while not self._stop.wait(RENEW_EVERY_S) and time.monotonic() < deadline:
+        while not self._stop.wait(self._renew_every_s) and time.monotonic() < deadline:
             try:
                 self._lock.reacquire()
             except (LockError, redis.RedisError) as exc:  # lost it: the step ledger still guards the run
