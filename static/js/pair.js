@@ -115,6 +115,10 @@
   events.on(function (e) {
     if (e.bead_id !== beadId) return;
     const d = e.data || {};
+    const shown = e.type.startsWith("pair.") && document.getElementById(replyId(d.run_id, d.seq));
+    if ((e.type === "pair.started" || e.type === "pair.delta") && shown && shown.classList.contains("finished")) {
+      return;  // replayed after the transcript already showed this turn whole
+    }
     if (e.type === "pair.started") {
       turn(d.run_id, d.seq, d.author, d.message);
       setRunning(true);
