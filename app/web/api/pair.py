@@ -24,7 +24,9 @@ from app.services import pair as pair_service
 from app.services.errors import ServiceError, ValidationError
 from app.services.pair import PairTurn
 from app.services.pair_turn import take_turn
+from app.web.api import responses as r
 from app.web.api import schemas as s
+from app.web.api.responses.pair import PairResumed, PairState, PairTranscript
 from app.web.api.routing import actor_name, bp, route
 from workers.loop import enqueue_step, loop_settings
 
@@ -107,7 +109,8 @@ def _sse(events: queue.SimpleQueue) -> Iterator[str]:
 
 @route(bp, "/pair", methods=("POST",), permission="pair:use", tag="pair", body=PairMessage,
        summary="Pair programming: send the agent on a bead (or the bead an agent holds) a message; the reply "
-               "streams as server-sent events `chunk` {text}, `actions` {results}, `done` {step} or `error`")
+               "streams as server-sent events `chunk` {text}, `actions` {results}, `done` {step} or `error`",
+       response=r.EventStream, media_type="text/event-stream")
 def pair(body: PairMessage):
     check_message(body)
     pair_service.check_pairable(body.bead_id, body.agent_id)
@@ -126,14 +129,15 @@ def pair(body: PairMessage):
 
 
 @route(bp, ONE + "/pause", methods=("POST",), permission="pair:use", tag="pair",
-       summary="Pause the bead's loop for pair programming: it finishes its current step and waits")
+       summary="Pause the bead's loop for pair programming: it finishes its current step and waits",
+       response=PairState)
 def pause_bead(bead_id: int):
     pair_service.pause(bead_id, actor_name(), current_app.config["PAIR_HOLD_SECONDS"])
     return pair_service.state(bead_id)
 
 
 @route(bp, ONE + "/resume", methods=("POST",), permission="pair:use", tag="pair",
-       summary="Hand a paused bead back to its loop (the loop takes its next turn)")
+       summary="Hand a paused bead back to its loop (the loop takes its next turn)", response=PairResumed)
 def resume_bead(bead_id: int):
     run, enqueue = pair_service.resume(bead_id, actor_name(), current_app.config["LEASE_SECONDS"])
     if enqueue:
@@ -146,6 +150,7 @@ def resume_bead(bead_id: int):
 
 
 @route(bp, ONE + "/pair", permission="beads:read", tag="pair", query=s.Page,
-       summary="The bead's pair-programming transcript (pair turns, oldest first) and whether its loop is paused")
+       summary="The bead's pair-programming transcript (pair turns, oldest first) and whether its loop is paused",
+       response=PairTranscript)
 def pair_transcript(bead_id: int, query: s.Page):
     return pair_service.transcript(bead_id, query.limit, query.offset)
