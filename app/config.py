@@ -48,6 +48,8 @@ DEFAULTS: dict[str, tuple[Any, type]] = {
     "SANDBOX": ("auto", str),  # commands in Linux namespaces: auto (when possible), strict (or refuse), off
     "SANDBOX_NETWORK": ("none", str),  # network of sandboxed commands: none (loopback only) or host
     "SANDBOX_UID": (65534, int),  # the uid (and gid) a root worker runs sandboxed commands as
+    "PAIR_HOLD_SECONDS": (3600, int),  # a bead paused for pair programming keeps its claim this long per turn
+    "PAIR_WAIT_SECONDS": (10.0, float),  # a pair message waits this long for the loop's current step, then 409
 }
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +12,7 @@ import httpx
 
 DEFAULT_SERVER = "http://127.0.0.1:8080"
 TIMEOUT_SECONDS = 30.0
+STREAM_READ_SECONDS = 120.0  # a streamed answer sends a keep-alive every 15 s
 NOT_LOGGED_IN = "not logged in or key rejected — run `loom login` or set LOOM_API_KEY"
 
 
@@ -71,6 +72,34 @@ class Client:
             return response.json()
         except ValueError:
             raise CliError(f"unexpected non-JSON answer from {url} (HTTP {response.status_code})") from None
+
+    def stream(self, path: str, body: dict) -> Iterator[tuple[str, Any]]:
+        """POST `body` and read the server-sent-events answer: (event name, decoded data) as they arrive."""
+        url = self.server + "/api/v1" + path
+        try:
+            with self._http.stream("POST", url, json=body, headers={"Accept": "text/event-stream"},
+                                   timeout=httpx.Timeout(TIMEOUT_SECONDS, read=STREAM_READ_SECONDS)) as response:
+                if response.status_code == 401:
+                    raise CliError(NOT_LOGGED_IN)
+                if response.status_code >= 400:
+                    response.read()
+                    raise CliError(_error_message(response))
+                name = "message"
+                for line in response.iter_lines():
+                    if line.startswith("event:"):
+                        name = line[6:].strip()
+                    elif line.startswith("data:"):
+                        try:
+                            yield name, json.loads(line[5:])
+                        except ValueError:
+                            raise CliError(f"unreadable event from {url}: {line[:200]}") from None
+                    elif not line:
+                        name = "message"
+        except httpx.TimeoutException:
+            raise CliError(f"Loom at {self.server} stopped answering (silent for {STREAM_READ_SECONDS:.0f} s)"
+                           ) from None
+        except (httpx.TransportError, httpx.InvalidURL) as exc:
+            raise CliError(f"cannot reach Loom at {self.server}: {exc}") from None
 
     def get(self, path: str, **params: Any) -> Any:
         return self.request("GET", path, params=params)

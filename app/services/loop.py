@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from app.extensions import db
 from app.llm import LLMClient, LLMError, trim_messages
 from app.models import Agent, Bead, Persona, Project, Run, Step, utcnow
-from app.services import beads, bead_graph, prompts, workspace
+from app.services import beads, bead_graph, prompts, turns, workspace
 from app.services.action_parser import MAX_REPLY_CHARS, parse_reply
 from app.services.actions import ActionContext, apply_actions
 from app.services.errors import ServiceError
@@ -270,6 +270,23 @@ def _claim_stored_step(step: Step, settings: LoopSettings) -> StepOutcome | None
 
 
 def _run_step(run_id: int, llm: LLMClient, settings: LoopSettings) -> StepOutcome:
+    """A turn under the run's lock (shared with pair turns); a run a person holds parks instead (see turns)."""
+    lock = turns.RunLock(run_id, "loop")
+    if not lock.acquire(turns.LOOP_WAIT_S) and lock.holder() in turns.PERSON_KINDS:
+        return StepOutcome(True, delay_s=turns.PERSON_POLL_S, reason="waiting for a pair turn",
+                           project_id=turns.project_of(run_id))
+    try:  # not taken for another reason (a duplicate delivery, Redis down): the step ledger guards, as before
+        if turns.park_if_held(run_id):
+            return StepOutcome(False, reason="paused for pairing")
+        outcome = _take_turn(run_id, llm, settings)
+        if outcome.next_step and turns.park_if_held(run_id):  # paused during this turn: no further turn
+            return StepOutcome(False, reason="paused for pairing", project_id=outcome.project_id)
+        return outcome
+    finally:
+        lock.release()
+
+
+def _take_turn(run_id: int, llm: LLMClient, settings: LoopSettings) -> StepOutcome:
     # One round trip for the run, its agent and the fencing facts of its bead.
     row = db.session.execute(
         select(Run, Agent, Bead.status, Bead.fencing_token, Bead.assigned_to)

@@ -59,10 +59,18 @@ def results_message(results: list[dict]) -> str:
     return json.dumps(capped, ensure_ascii=False)
 
 
+def pair_message(author: str | None, request: str) -> dict:
+    """What a person said in pair programming, as the user message before the agent's reply to it."""
+    return {"role": "user", "content": f"{author or 'someone'} (pair programming): {request}"}
+
+
 def conversation(system: str, task: str, steps: list[Step]) -> list[dict]:
-    """system, task, then per applied step: the assistant's reply and the results that followed."""
+    """system, task, then per applied step: (for a pair turn, what the person said), the assistant's reply
+    and the results that followed."""
     messages = [{"role": "system", "content": system}, {"role": "user", "content": task}]
     for step in steps:
+        if step.kind == "pair":
+            messages.append(pair_message(step.author, step.request))
         reply = step.response if len(step.response) <= RESPONSE_CHARS else step.response[:RESPONSE_CHARS] + "\n[...]"
         messages.append({"role": "assistant", "content": reply})
         messages.append({"role": "user", "content": results_message(step.results or [])})

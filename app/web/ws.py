@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -19,6 +20,7 @@ from app.bus import valid_event_id
 from app.bus_live import KEEPALIVE, Filter
 from app.extensions import db, sock
 from app.services.errors import ServiceError
+from app.web.pair_ws import start_pair
 from app.web.security import current_principal, granted_permissions
 
 bp = Blueprint("ws", __name__)
@@ -64,17 +66,20 @@ def authenticate_handshake():
     if not g.get("via_header") and not _same_origin():
         return _refuse(403, "bad_origin", "cross-origin websocket refused")
     g.stream_user_id = user.id
+    g.stream_user, g.stream_permissions = user.username, granted_permissions(user)  # for pair messages
     db.session.remove()  # hold no database connection for the life of the socket
     return None
 
 
-def _apply_message(text: str | bytes | None, sub) -> None:
+def _apply_message(text: str | bytes | None, sub, outbox: queue.SimpleQueue) -> None:
     try:
         message = json.loads(text) if text else None
     except ValueError:
         return
     if isinstance(message, dict) and "subscribe" in message:
         sub.filter = Filter.parse(message["subscribe"])
+    if isinstance(message, dict) and "pair" in message:  # a pair turn: its events come back over the bus
+        start_pair(message["pair"], g.stream_user, g.stream_permissions, lambda m: outbox.put(json.dumps(m)))
 
 
 @sock.route("/ws/events", bp=bp)
@@ -83,6 +88,7 @@ def events(ws) -> None:
     since = request.args.get("since") or None
     if since is not None and not valid_event_id(since):
         since = None
+    outbox: queue.SimpleQueue = queue.SimpleQueue()  # messages for this client alone (pair refusals)
     with hub.subscription(g.stream_user_id, Filter()) as sub:
         ws.send(json.dumps({"id": None, "type": "stream.hello", "data": {"since": since}}))
         try:
@@ -95,7 +101,9 @@ def events(ws) -> None:
                     incoming = ws.receive(timeout=0)
                     if incoming is None:
                         break
-                    _apply_message(incoming, sub)
+                    _apply_message(incoming, sub, outbox)
+                while not outbox.empty():
+                    ws.send(outbox.get())
                 if not ws.connected:
                     return
         except ConnectionClosed:

@@ -15,6 +15,9 @@
       const cell = row.querySelector('[data-field="bead"]');
       cell.textContent = "";
       if (beadId) cell.appendChild(el("a", {href: "/beads/" + beadId, text: "#" + beadId}));
+      if (beadId && table.hasAttribute("data-can-pair")) {  // pair with the agent on the bead it holds
+        cell.append(" ", el("a", {class: "pair-link", href: "/beads/" + beadId + "#pair", text: "Pair"}));
+      }
     }
   }
 

@@ -64,8 +64,9 @@ def _responses(spec: RouteSpec, schemas: dict) -> dict:
         answer: dict = {"description": HTTPStatus(status).phrase}
         if spec.media_type == "text/event-stream":
             answer["content"] = {spec.media_type: {"schema": {
-                "type": "string", "description": "server-sent events: per event an `id:` line and a `data:` line "
-                "holding the event JSON (see the Event schema); `: keep-alive` comments every 15 s"}}}
+                "type": "string", "description": spec.extra.get("stream_doc") or "server-sent events: per event an "
+                "`id:` line and a `data:` line holding the event JSON (see the Event schema); `: keep-alive` comments "
+                "every 15 s"}}}
         elif spec.response is not None and status != 204:
             answer["content"] = {"application/json": {"schema": _add_model(schemas, spec.response, answer=True)}}
         out[str(status)] = answer

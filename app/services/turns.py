@@ -1,0 +1,116 @@
+"""Whose turn it is on a run: the per-run lock the loop and pair turns share, and a person's hold on a run.
+
+Every turn (a loop step or a person's pair turn) runs under the Redis lock `loom:run:<id>`. The lock lives
+30 s and a watchdog thread renews it while its turn runs, so a crashed holder frees the run within half a
+minute. Its value names the holder ("loop", "pair" or "resume"): a loop step that finds the run busy waits
+for a person (it retries shortly) but leaves a duplicate delivery of itself to the step ledger, as before.
+
+A run with `paused_by` set is held by a person. The loop, under the lock, then parks the run instead of
+taking a turn (`counters["pair.parked"]`); handing the run back enqueues the loop only if it had parked,
+so there is never a second chain of steps for one run.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+
+import redis
+from flask import current_app
+from redis.exceptions import LockError
+from sqlalchemy import select, update
+
+from app.extensions import db
+from app.models import Run
+from app.services.errors import ServiceError
+
+log = logging.getLogger("loom.turns")
+LOCK_TTL_S = 30.0
+RENEW_EVERY_S = 10.0
+MAX_HOLD_S = 3600.0  # a turn stuck longer than this loses the lock (its watchdog stops renewing it)
+PERSON_KINDS = frozenset({"pair", "resume"})  # holders a loop step waits for instead of standing aside
+LOOP_WAIT_S = 2.0  # how long a loop step waits for the lock before deciding
+PERSON_POLL_S = 2.0  # a loop step that found a person's turn running tries again this much later
+PARKED = "pair.parked"  # counters key: the loop stopped for a person and must be enqueued on hand-back
+
+
+class TurnsUnavailable(ServiceError):
+    status = 503
+    code = "unavailable"
+
+
+def lock_key(run_id: int) -> str:
+    return f"loom:run:{int(run_id)}"
+
+
+class RunLock:
+    """`loom:run:<id>`, held by one turn at a time; safe to release from another thread than the acquirer."""
+
+    def __init__(self, run_id: int, kind: str, client: redis.Redis | None = None, *, ttl_s: float = LOCK_TTL_S,
+                 renew_every_s: float = RENEW_EVERY_S) -> None:
+        self.run_id, self.kind, self._renew_every_s = run_id, kind, renew_every_s
+        self._client = client if client is not None else current_app.extensions["loom.redis"]()
+        self._lock = self._client.lock(lock_key(run_id), timeout=ttl_s, sleep=0.05, thread_local=False)
+        self._stop = threading.Event()
+        self.held = False
+        self.unavailable = False  # Redis could not be asked
+
+    def acquire(self, wait_s: float) -> bool:
+        """True once held; False when another turn still holds it after `wait_s`, or Redis is unreachable."""
+        try:
+            self.held = bool(self._lock.acquire(blocking=wait_s > 0, blocking_timeout=wait_s if wait_s > 0 else None,
+                                                token=f"{self.kind}:{uuid.uuid4().hex}"))
+        except redis.RedisError as exc:
+            log.warning("run %s: lock not taken, Redis unavailable (%s)", self.run_id, exc)
+            self.unavailable = True
+            return False
+        if self.held:
+            threading.Thread(target=self._keep_alive, name=f"run-lock-{self.run_id}", daemon=True).start()
+        return self.held
+
+    def holder(self) -> str | None:
+        """The kind of turn holding the lock now ("loop", "pair", "resume"), or None."""
+        try:
+            value = self._client.get(lock_key(self.run_id))
+        except redis.RedisError:
+            return None
+        if value is None:
+            return None
+        return (value.decode() if isinstance(value, bytes) else str(value)).split(":", 1)[0]
+
+    def _keep_alive(self) -> None:
+        deadline = time.monotonic() + MAX_HOLD_S
+        while not self._stop.wait(self._renew_every_s) and time.monotonic() < deadline:
+            try:
+                self._lock.reacquire()
+            except (LockError, redis.RedisError) as exc:  # lost it: the step ledger still guards the run
+                log.warning("run %s: lock renewal failed (%s)", self.run_id, exc)
+                return
+
+    def release(self) -> None:
+        """Idempotent; a lock that expired meanwhile is simply gone."""
+        self._stop.set()
+        if not self.held:
+            return
+        self.held = False
+        try:
+            self._lock.release()
+        except (LockError, redis.RedisError) as exc:
+            log.info("run %s: lock already gone at release (%s)", self.run_id, exc)
+
+
+def project_of(run_id: int) -> int | None:
+    return db.session.scalar(select(Run.project_id).where(Run.id == run_id))
+
+
+def park_if_held(run_id: int) -> bool:
+    """When a person holds this running run, record that the loop stopped for them (and say so)."""
+    row = db.session.execute(select(Run.status, Run.paused_by, Run.counters).where(Run.id == run_id)).first()
+    if row is None or row.status != "running" or not row.paused_by:
+        return False
+    if not (row.counters or {}).get(PARKED):
+        db.session.execute(update(Run).where(Run.id == run_id).values(counters={**(row.counters or {}), PARKED: True})
+                           .execution_options(synchronize_session=False))
+        db.session.commit()
+    return True
