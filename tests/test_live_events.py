@@ -198,7 +198,7 @@ def test_revoked_and_narrow_keys_on_the_live_streams(live_server):
     ws = WebSocketClient(live_server.url.replace("http://", "ws://") + "/ws/events",
                          headers={"X-API-Key": good["key"]})
     try:
-        assert json.loads(ws.receive(timeout=5))["type"] == "stream.hello"
+        assert json.loads(ws.receive(timeout=20))["type"] == "stream.hello"
     finally:
         ws.close()
     assert httpx.delete(f"{live_server.url}/api/v1/auth/api-keys/{good['id']}", headers=admin).status_code == 204
@@ -213,7 +213,7 @@ def test_websocket_subscribe_message_narrows_the_stream(live_server):
     project = httpx.post(f"{live_server.url}/api/v1/projects", json={"name": unique("ws")}, headers=admin).json()
     ws = WebSocketClient(live_server.url.replace("http://", "ws://") + "/ws/events", headers=admin)
     try:
-        assert json.loads(ws.receive(timeout=5))["type"] == "stream.hello"
+        assert json.loads(ws.receive(timeout=20))["type"] == "stream.hello"
         ws.send(json.dumps({"subscribe": {"project_id": project["id"], "types": ["bead.commented"]}}))
         time.sleep(1.5)  # applied within the handler's poll interval
         bead = httpx.post(f"{live_server.url}/api/v1/beads", json={"project_id": project["id"], "title": "w"},

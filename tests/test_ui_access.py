@@ -166,7 +166,7 @@ def test_websocket_needs_a_credential_and_the_right(live_server):
     viewer = WebSocketClient(live_server.url.replace("http://", "ws://") + "/ws/events",
                              headers={"Authorization": f"Bearer {token}"})
     try:
-        assert json.loads(viewer.receive(timeout=5))["type"] == "stream.hello"
+        assert json.loads(viewer.receive(timeout=20))["type"] == "stream.hello"
     finally:
         viewer.close()
 
