@@ -1,7 +1,6 @@
 """Loom's application factory: layered config, extensions, blueprints, Celery."""
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
@@ -16,6 +15,7 @@ from app.bus import EventBus
 from app.commands import cli as loom_cli
 from app.config import load_config
 from app.extensions import celery_init_app, db, login_manager, migrate, sock
+from app.logging_setup import configure_logging
 from app.web import api, auth, health, ui
 from app.web.converters import IdConverter
 from app.web.errors import register_error_handlers
@@ -30,7 +30,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.update(load_config(config))
     app.json.sort_keys = False  # answers keep the field order the code gives them
     Path(app.config["DATA_DIR"]).mkdir(parents=True, exist_ok=True)
-    logging.getLogger("loom").setLevel(app.config["LOG_LEVEL"].upper())
+    configure_logging(app.config["LOG_LEVEL"], app.config["LOG_FORMAT"],
+                      secrets=(app.config["SECRET_KEY"], app.config["PROVIDER_API_KEY"], app.config["ADMIN_PASSWORD"]))
 
     app.url_map.converters["id"] = IdConverter
     db.init_app(app)

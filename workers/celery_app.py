@@ -1,13 +1,24 @@
-"""The only worker entry point: `celery -A workers.celery_app worker|beat|inspect`.
+"""The only worker entry point: `celery -A workers.celery_app worker|beat|flower|inspect`.
 
 Builds the Flask app (config from LOOM_* variables) and exposes its Celery app; importing the task
-modules registers their tasks.
+modules registers their tasks. Logging is Loom's own (LOOM_LOG_LEVEL, LOOM_LOG_FORMAT) for every
+Celery command: answering `setup_logging` tells Celery not to install its handlers.
 """
 from __future__ import annotations
 
+from celery.signals import setup_logging
+
 from app import create_app
+from app.logging_setup import configure_logging
 from workers import dispatch, loop, maintenance  # noqa: F401  (importing registers the tasks)
 
 flask_app = create_app()
 celery_app = flask_app.extensions["celery"]
 app = celery_app
+
+
+@setup_logging.connect(weak=False)
+def _loom_logging(**_: object) -> None:
+    """Celery's --loglevel is ignored on purpose: LOOM_LOG_LEVEL is the one knob for every process."""
+    cfg = flask_app.config
+    configure_logging(cfg["LOG_LEVEL"], cfg["LOG_FORMAT"])
