@@ -16,7 +16,7 @@ from app.commands import cli as loom_cli
 from app.config import load_config
 from app.extensions import celery_init_app, db, login_manager, migrate, sock
 from app.logging_setup import configure_logging
-from app.web import api, auth, health, ui
+from app.web import api, auth, health, metrics, ui
 from app.web.converters import IdConverter
 from app.web.errors import register_error_handlers
 from workers.dispatch import on_event as dispatch_hook
@@ -67,6 +67,7 @@ def _init_redis(app: Flask) -> None:
 def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(api.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(metrics.bp)
     app.register_blueprint(ui.bp)
     auth.init_login(app)
     register_error_handlers(app)
