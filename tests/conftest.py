@@ -9,6 +9,7 @@ from __future__ import annotations
 import glob
 import itertools
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -37,21 +38,37 @@ def _in_ci() -> bool:
     return os.environ.get("CI", "").lower() in ("1", "true")
 
 
+def pgbouncer_binary() -> str | None:
+    return shutil.which("pgbouncer") or next((p for p in ("/usr/sbin/pgbouncer", "/usr/bin/pgbouncer")
+                                               if os.path.exists(p)), None)
+
+
+def _left_out_because(item) -> str | None:
+    """Why this machine cannot run the item, or None. CI runs everything it can reach (and fails on a
+    missing binary); only a PostgreSQL-only test is left out of the SQLite pass."""
+    if item.get_closest_marker("needs_postgres_server") and not _in_ci() \
+            and not glob.glob("/usr/lib/postgresql/*/bin/initdb"):
+        return "no PostgreSQL server binaries; CI runs it"
+    if item.get_closest_marker("needs_pgbouncer"):
+        if not os.environ.get("LOOM_TEST_DATABASE_URL", "").startswith("postgres"):
+            return "PgBouncer needs PostgreSQL as the test database; the PostgreSQL pass runs it"
+        if not _in_ci() and pgbouncer_binary() is None:
+            return "no pgbouncer binary (apt-get install pgbouncer); CI runs it"
+    return None
+
+
 def pytest_collection_modifyitems(config, items):
-    """Outside CI, a machine without PostgreSQL's server binaries cannot run the database-restart test:
-    leave it out and say so (CI always runs it, and fails without PostgreSQL)."""
-    if _in_ci() or glob.glob("/usr/lib/postgresql/*/bin/initdb"):
-        return
-    dropped = [item for item in items if item.get_closest_marker("needs_postgres_server")]
-    if dropped:
-        config.hook.pytest_deselected(items=dropped)
-        items[:] = [item for item in items if item not in dropped]
-        config.loom_left_out = [item.nodeid for item in dropped]
+    """Leave out, and say so, what this machine cannot run (see _left_out_because)."""
+    reasons = {item.nodeid: why for item in items if (why := _left_out_because(item))}
+    if reasons:
+        config.hook.pytest_deselected(items=[item for item in items if item.nodeid in reasons])
+        items[:] = [item for item in items if item.nodeid not in reasons]
+        config.loom_left_out = reasons
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    for nodeid in getattr(config, "loom_left_out", []):
-        terminalreporter.write_line(f"NOT RUN here (no PostgreSQL server binaries; CI runs it): {nodeid}")
+    for nodeid, why in getattr(config, "loom_left_out", {}).items():
+        terminalreporter.write_line(f"NOT RUN here ({why}): {nodeid}")
 
 
 def free_port() -> int:
