@@ -270,8 +270,8 @@ _engine_numbers = itertools.cycle(range(1, 15))  # Redis databases 1-14; each en
 
 def fresh_database(base_url: str, name: str, tmp: Path) -> str:
     """A new empty database next to the primary one (PostgreSQL), or a new SQLite file."""
-    if not base_url.startswith("postgresql"):
-        return f"sqlite:///{tmp / (name + '.db')}"
+    if not base_url.startswith("postgresql"):  # (a SQLite base's "database" is a path: keep its file name only)
+        return f"sqlite:///{tmp / (Path(name).name + '.db')}"
     url = sa.engine.make_url(base_url.replace("postgresql+psycopg://", "postgresql://"))
     admin = sa.create_engine(url.set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
