@@ -148,6 +148,7 @@ def configure_logging(level: str = "INFO", fmt: str = "text", secrets: tuple[str
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(name)
+    logging.captureWarnings(True)  # Python warnings become log lines too (JSON like the rest)
 
 
 def gunicorn_logconfig(level: str = "INFO", fmt: str = "text") -> dict:
