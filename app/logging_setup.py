@@ -116,14 +116,16 @@ class TextFormatter(logging.Formatter):
 
 
 class LoomHandler(logging.StreamHandler):
-    """Writes to whatever sys.stderr is at the time of each line (so a replaced stream is followed)."""
+    """Writes to the process's real stderr (file descriptor 2), not to whatever object sys.stderr is at
+    the moment: code that swaps sys.stderr to capture its own output (click's CliRunner, pytest's
+    capsys) neither receives log lines nor leaves the handler holding a closed stream."""
 
     def __init__(self) -> None:
         logging.Handler.__init__(self)
 
     @property
     def stream(self):  # type: ignore[override]
-        return sys.stderr
+        return sys.__stderr__ or sys.stderr
 
 
 def build_handler(fmt: str = "text") -> LoomHandler:

@@ -35,7 +35,7 @@ def test_redaction_patterns(text, secret):
     assert secret not in cleaned and REDACTED in cleaned
 
 
-def test_configured_secrets_and_context_ids_in_json_lines(capsys):
+def test_configured_secrets_and_context_ids_in_json_lines(capfd):
     secret = "plain-" + uuid.uuid4().hex  # matches no pattern: only the configured value hides it
     configure_logging("DEBUG", "json", secrets=(secret,))
     log = logging.getLogger("loom.test")
@@ -47,7 +47,7 @@ def test_configured_secrets_and_context_ids_in_json_lines(capsys):
             log.exception("failed")
     log.debug("outside")
     configure_logging("INFO", "text")
-    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
+    lines = [json.loads(line) for line in capfd.readouterr().err.splitlines() if line.startswith("{")]
     mine = [entry for entry in lines if entry["logger"] == "loom.test"]
     assert [e["message"] for e in mine] == [f"provider key is {REDACTED}", "failed", "outside"]
     assert all(secret not in json.dumps(e) for e in mine) and "boom with" in mine[1]["exc"]
