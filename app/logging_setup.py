@@ -159,7 +159,7 @@ def gunicorn_logconfig(level: str = "INFO", fmt: str = "text") -> dict:
     return {
         "root": {"level": name, "handlers": ["loom"]},
         "loggers": {"gunicorn.error": {"level": name, "handlers": [], "propagate": True},
-                    "gunicorn.access": {"level": "INFO", "handlers": [], "propagate": True}},
+                    "gunicorn.access": {"level": name, "handlers": [], "propagate": True}},  # one line a request
         "handlers": {"loom": {"()": build_handler, "fmt": fmt}},
         "formatters": {},
     }
