@@ -7,6 +7,7 @@ Event shape: {"id", "type", "ts", "project_id", "bead_id"?, "agent_id"?, "data"}
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, UTC
 from typing import Any
 from collections.abc import Iterable
@@ -14,6 +15,9 @@ from collections.abc import Iterable
 import redis
 
 STREAM_KEY = "loom:events"
+# What an event id may look like: Redis stream ids are two unsigned 64-bit numbers; 15 and 19 digits always fit.
+EVENT_ID_PATTERN = r"^\d{1,15}-\d{1,19}$"
+_EVENT_ID = re.compile(EVENT_ID_PATTERN)
 CHANNEL = "loom:events:live"
 # Append to the ring buffer and fan out in one round trip; the stream id is spliced into the JSON.
 _PUBLISH = """
@@ -64,12 +68,36 @@ class EventBus:
             start = "(" + (last.decode() if isinstance(last, bytes) else last)
         return out
 
+    def oldest_id(self) -> str | None:
+        entries = self.client.xrange(STREAM_KEY, count=1)
+        if not entries:
+            return None
+        raw = entries[0][0]
+        return raw.decode() if isinstance(raw, bytes) else raw
+
+    def trimmed_after(self, after: str) -> bool:
+        """Whether events newer than `after` may have been trimmed: the buffer is full and starts after it."""
+        if self.client.xlen(STREAM_KEY) < self.maxlen:
+            return False  # never full, so never trimmed (XADD MAXLEN trims exactly)
+        oldest = self.oldest_id()
+        return oldest is not None and id_key(after) < id_key(oldest)
+
     def last_id(self) -> str | None:
         entries = self.client.xrevrange(STREAM_KEY, count=1)
         if not entries:
             return None
         raw = entries[0][0]
         return raw.decode() if isinstance(raw, bytes) else raw
+
+
+def valid_event_id(value: object) -> bool:
+    return isinstance(value, str) and _EVENT_ID.match(value) is not None
+
+
+def id_key(event_id: str) -> tuple[int, int]:
+    """Stream ids ("<ms>-<seq>") in their real order."""
+    ms, _, seq = event_id.partition("-")
+    return int(ms), int(seq or 0)
 
 
 def decode_entry(raw_id: bytes | str, fields: dict) -> dict:

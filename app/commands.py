@@ -10,6 +10,7 @@ from flask.cli import with_appcontext
 from flask_migrate import upgrade
 
 from app.services import beads, projects
+from app.services.motivation_defaults import ensure_default_motivations
 from app.services.personas import load_builtin_personas
 from app.services.users import ensure_admin
 
@@ -29,11 +30,14 @@ def cli() -> None:
 @cli.command("init")
 @with_appcontext
 def init() -> None:
-    """Migrate the database to the newest schema, load default personas, create the first admin."""
+    """Migrate the database to the newest schema, load default personas and motivations, create the first admin."""
     upgrade()
     added = load_builtin_personas()
     if added:
         click.echo(f"loaded personas: {', '.join(added)}")
+    motivations = ensure_default_motivations()
+    if motivations:
+        click.echo(f"created default motivations: {', '.join(motivations)}")
     generated = ensure_admin(current_app.config["ADMIN_PASSWORD"])
     if generated:
         # Kept (0600) beside the database so the local launcher can show it again; delete it once changed.

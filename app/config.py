@@ -26,6 +26,8 @@ DEFAULTS: dict[str, tuple[Any, type]] = {
     "MAX_CONTENT_LENGTH": (2 * 1024 * 1024, int),  # request bodies
     "DEFAULT_TEAM": ("engineering-manager,engineer,qa-engineer,code-reviewer", str),
     "EVENT_BUFFER": (1000, int),  # events kept in the ring buffer
+    "SUBSCRIBER_QUEUE": (1000, int),  # events a slow live client may lag behind before it must catch up
+    "ALLOWED_ORIGINS": ("", str),  # extra origins (comma-separated) allowed to open the websocket with a cookie
     "MAX_CONCURRENT": (100, int),  # bead loops running at once, all projects
     "MAX_PER_PROJECT": (20, int),  # bead loops running at once in one project
     "MAX_ITERATIONS": (25, int),  # LLM turns per run (at most 100)
@@ -48,6 +50,10 @@ DEFAULTS: dict[str, tuple[Any, type]] = {
     "WEB_WORKERS": (1, int),  # gunicorn processes (gunicorn.conf.py)
     "WEB_THREADS": (32, int),  # threads per gunicorn process: each open websocket or SSE stream holds one
     "WORKER_CONCURRENCY": (20, int),  # threads of a Celery worker (each runs one bead loop step at a time)
+    "MOTIVATIONS_INTERVAL": (30.0, float),  # seconds between motivation ticks (the shortest interval motivation)
+    "SANDBOX": ("auto", str),  # commands in Linux namespaces: auto (when possible), strict (or refuse), off
+    "SANDBOX_NETWORK": ("none", str),  # network of sandboxed commands: none (loopback only) or host
+    "SANDBOX_UID": (65534, int),  # the uid (and gid) a root worker runs sandboxed commands as
 }
 
 
@@ -67,6 +73,8 @@ def load_config(overrides: Mapping[str, Any] | None = None, environ: Mapping[str
     for key, value in (overrides or {}).items():
         cfg[key] = value
 
+    if isinstance(cfg["ALLOWED_ORIGINS"], str):
+        cfg["ALLOWED_ORIGINS"] = [o.strip() for o in cfg["ALLOWED_ORIGINS"].split(",") if o.strip()]
     data_dir = Path(cfg["DATA_DIR"]).resolve()
     cfg["DATA_DIR"] = str(data_dir)
     if not cfg["DATABASE_URL"]:
@@ -80,6 +88,7 @@ def load_config(overrides: Mapping[str, Any] | None = None, environ: Mapping[str
     cfg.setdefault("CELERY", celery_settings(cfg))
     cfg.setdefault("SESSION_COOKIE_HTTPONLY", True)
     cfg.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
+    cfg.setdefault("SOCK_SERVER_OPTIONS", {"ping_interval": 25})  # websocket pings find dead connections
     return cfg
 
 
@@ -109,10 +118,11 @@ def celery_settings(cfg: dict) -> dict:
         "worker_send_task_events": True,
         "task_send_sent_event": True,
         "task_default_queue": "default",
-        "imports": ("workers.loop", "workers.dispatch", "workers.maintenance"),  # every worker knows every task
+        # every worker knows every task
+        "imports": ("workers.loop", "workers.dispatch", "workers.maintenance", "workers.motivations"),
         "worker_hijack_root_logger": False,
         "worker_concurrency": cfg["WORKER_CONCURRENCY"],
-        "beat_schedule": build_schedule(cfg["RALPH_INTERVAL"], cfg["HEALTH_INTERVAL"]),
+        "beat_schedule": build_schedule(cfg["RALPH_INTERVAL"], cfg["HEALTH_INTERVAL"], cfg["MOTIVATIONS_INTERVAL"]),
         "beat_schedule_filename": str(Path(cfg["DATA_DIR"]) / "celerybeat-schedule"),
         "timezone": "UTC",
     }

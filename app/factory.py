@@ -12,14 +12,16 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from app.bus import EventBus
+from app.bus_live import EventHub
 from app.commands import cli as loom_cli
 from app.config import load_config
 from app.extensions import celery_init_app, db, login_manager, migrate, sock
 from app.logging_setup import configure_logging
-from app.web import api, auth, health, metrics, ui
+from app.web import api, auth, health, metrics, ui, ws
 from app.web.converters import IdConverter
 from app.web.errors import register_error_handlers
 from workers.dispatch import on_event as dispatch_hook
+from workers.motivations import on_event as motivation_hook
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -57,11 +59,21 @@ def _init_redis(app: Flask) -> None:
     def bus() -> EventBus:
         return EventBus(client(), maxlen=app.config["EVENT_BUFFER"])
 
+    @lru_cache(maxsize=1)
+    def hub() -> EventHub:
+        """The web process's live fan-out (its listener thread starts with the first subscriber)."""
+        def pubsub_client() -> redis.Redis:
+            return redis.Redis.from_url(url, socket_connect_timeout=2, socket_keepalive=True,
+                                        health_check_interval=30)
+        return EventHub(pubsub_client, bus(), queue_size=app.config["SUBSCRIBER_QUEUE"])
+
     app.extensions["loom.redis"] = client
     app.extensions["loom.bus"] = bus
+    app.extensions["loom.hub"] = hub
     app.extensions.setdefault("loom.event_hooks", [])
     if app.config["AUTO_DISPATCH"]:
         app.extensions["loom.event_hooks"].append(dispatch_hook)
+        app.extensions["loom.event_hooks"].append(motivation_hook)
 
 
 def _register_blueprints(app: Flask) -> None:
@@ -69,6 +81,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(health.bp)
     app.register_blueprint(metrics.bp)
     app.register_blueprint(ui.bp)
+    app.register_blueprint(ws.bp)
     auth.init_login(app)
     register_error_handlers(app)
     app.cli.add_command(loom_cli)

@@ -78,6 +78,44 @@ class Bench:
                 stderr=subprocess.STDOUT))
             log.close()
 
+    def start_web(self, threads: int = 64) -> str:
+        """The production web server (gunicorn, threaded) on a free port; returns its URL once ready."""
+        import socket
+
+        import httpx
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        log = open(self.tmp / "web.log", "wb")  # noqa: SIM115 (kept open for the child's life)
+        self.procs.append(subprocess.Popen(
+            [str(Path(sys.executable).parent / "gunicorn"), "-k", "gthread", "--threads", str(threads), "-w", "1",
+             "-b", f"127.0.0.1:{port}", "--log-level", "warning", "app.wsgi:app"], cwd=ROOT, env=self.env(),
+            stdout=log, stderr=subprocess.STDOUT))
+        log.close()
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/health/ready", timeout=1).status_code == 200:
+                    return url
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"web server did not start; see {self.tmp / 'web.log'}")
+
+    def admin_token(self, url: str, password: str = "bench-admin-password") -> str:
+        import httpx
+
+        from app.services.users import ensure_admin
+
+        with self.app.app_context():
+            ensure_admin(password)
+            db.session.remove()
+        response = httpx.post(f"{url}/api/v1/auth/login", json={"username": "admin", "password": password})
+        response.raise_for_status()
+        return response.json()["token"]
+
     def wait_closed(self, bead_ids: list[int], timeout: float) -> float:
         """Seconds until every bead is closed (raises on timeout or when one blocks)."""
         started = time.monotonic()

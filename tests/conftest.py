@@ -38,21 +38,27 @@ def _in_ci() -> bool:
     return os.environ.get("CI", "").lower() in ("1", "true")
 
 
+CHROMIUM = os.environ.get("LOOM_TEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+
+
 def pgbouncer_binary() -> str | None:
     return shutil.which("pgbouncer") or next((p for p in ("/usr/sbin/pgbouncer", "/usr/bin/pgbouncer")
                                                if os.path.exists(p)), None)
 
 
 def _left_out_because(item) -> str | None:
-    """Why this machine cannot run the item, or None. CI runs everything it can reach (and fails on a
-    missing binary); only a PostgreSQL-only test is left out of the SQLite pass."""
-    if item.get_closest_marker("needs_postgres_server") and not _in_ci() \
+    """Why this machine cannot run the item, or None. CI runs everything (and fails when a tool is
+    missing); only a PostgreSQL-only test is left out of the SQLite pass."""
+    in_ci = _in_ci()
+    if item.get_closest_marker("needs_postgres_server") and not in_ci \
             and not glob.glob("/usr/lib/postgresql/*/bin/initdb"):
         return "no PostgreSQL server binaries; CI runs it"
+    if item.get_closest_marker("browser") and not in_ci and not os.path.exists(CHROMIUM):
+        return "no Chromium; CI runs it"
     if item.get_closest_marker("needs_pgbouncer"):
         if not os.environ.get("LOOM_TEST_DATABASE_URL", "").startswith("postgres"):
             return "PgBouncer needs PostgreSQL as the test database; the PostgreSQL pass runs it"
-        if not _in_ci() and pgbouncer_binary() is None:
+        if not in_ci and pgbouncer_binary() is None:
             return "no pgbouncer binary (apt-get install pgbouncer); CI runs it"
     return None
 
@@ -219,15 +225,17 @@ class LiveServer:
         return response.json()["token"]
 
 
-def start_live_server(database_url: str, redis_url: str, data_dir: Path, threads: int = 80):
+def start_live_server(database_url: str, redis_url: str, data_dir: Path, threads: int = 80,
+                      extra_env: dict | None = None):
     """The production server (gunicorn, threaded) in a subprocess against an already migrated database."""
     port = free_port()
     env = {**os.environ, "LOOM_DATABASE_URL": database_url, "LOOM_REDIS_URL": redis_url,
-           "LOOM_DATA_DIR": str(data_dir), "LOOM_SECRET_KEY": "test-secret", "LOOM_AUTO_DISPATCH": "false"}
+           "LOOM_DATA_DIR": str(data_dir), "LOOM_SECRET_KEY": "test-secret", "LOOM_AUTO_DISPATCH": "false",
+           **(extra_env or {})}
     with open(data_dir / "web.log", "ab") as log:
         proc = subprocess.Popen([str(VENV_BIN / "gunicorn"), "-k", "gthread", "--threads", str(threads), "-w", "1",
-                                 "-b", f"127.0.0.1:{port}", "app.wsgi:app"], cwd=ROOT, env=env, stdout=log,
-                                stderr=subprocess.STDOUT)
+                                 "-b", f"127.0.0.1:{port}", "--graceful-timeout", "3", "app.wsgi:app"], cwd=ROOT,
+                                env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

@@ -22,9 +22,12 @@ def _fixtures(api) -> dict:
     provider = api.post("/api/v1/providers", json={"name": unique("p"), "endpoint": "http://127.0.0.1:9"}).get_json()
     user = api.post("/api/v1/users", json={"username": unique("u"), "password": "password123"}).get_json()
     decision = api.post("/api/v1/beads", json={"project_id": project["id"], "title": "d", "type": "decision"})
+    motivation = api.post("/api/v1/motivations", json={"name": unique("m"), "kind": "event", "event": "bead.closed",
+                                                       "project_id": project["id"], "enabled": False,
+                                                       "bead_template": {"title": "fuzz {bead_id}"}}).get_json()
     return {"project_id": project["id"], "bead_id": bead["id"], "other": other["id"], "agent_id": agent["id"],
             "provider_id": provider["id"], "user_id": user["id"], "name": "engineer", "key": "loop.max_iterations",
-            "decision_id": decision.get_json()["id"]}
+            "decision_id": decision.get_json()["id"], "motivation_id": motivation["id"]}
 
 
 def _wrong_values(schema: dict, components: dict) -> list:

@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import update
 
 from app.extensions import db
-from app.models import RUN_STATUSES, Agent
+from app.models import RUN_STATUSES, Agent, LLMRequest
 from app.services import ralph
 from app.services.metrics import KOMBU_PRIORITY_SEP, STEP_BUCKETS_S
 from tests.test_engine import CHAIN_SCRIPT, Client, wait_for
@@ -159,3 +159,25 @@ def test_queues_ralph_providers_and_the_cache(make_engine):
     engine.app.config["METRICS_CACHE_SECONDS"] = 0
     assert value(parse(scrape(client, key)), "loom_beads", status="open") == value(parse(first), "loom_beads",
                                                                                     status="open") + 1
+
+
+def test_llm_requests_records_feed_the_llm_metrics(app, ctx, monkeypatch):
+    """The llm_requests source (ready for when the loop records there): ok and failed requests, cost."""
+    from app.services import metrics
+    from tests.conftest import unique
+
+    model = unique("m")
+    db.session.add_all([
+        LLMRequest(model=model, status="ok", prompt_tokens=10, completion_tokens=5, cost_usd=0.25),
+        LLMRequest(model=model, status="ok", prompt_tokens=1, completion_tokens=2, cost_usd=0.5),
+        LLMRequest(model=model, status="rate_limit"),
+    ])
+    db.session.commit()
+    usage = {u.status: u for u in metrics.usage_from_llm_requests() if u.model == model}
+    assert (usage["ok"].requests, usage["ok"].prompt_tokens, usage["ok"].completion_tokens) == (2, 11, 7)
+    assert usage["ok"].cost_usd == pytest.approx(0.75) and usage["rate_limit"].requests == 1
+    monkeypatch.setattr(metrics, "llm_usage", metrics.usage_from_llm_requests)
+    families = parse(metrics.exposition(metrics.collect(app.extensions["loom.redis"](), app.config)).decode())
+    assert value(families, "loom_llm_requests_total", model=model, status="rate_limit") == 1
+    assert value(families, "loom_llm_tokens_total", model=model, kind="prompt") == 11
+    assert value(families, "loom_llm_cost_usd_total", model=model) == pytest.approx(0.75)

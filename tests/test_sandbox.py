@@ -1,4 +1,4 @@
-"""Security battery for the sandbox: path confinement and bounded commands (real processes, no mocks)."""
+"""Security battery for the sandbox: path confinement, bounded commands isolated and not (real processes, no mocks)."""
 from __future__ import annotations
 
 import os
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from app.services import workspace_files
-from app.services.sandbox import PathEscape, SandboxError, resolve_in, run_command
+from app.services.sandbox import CommandResult, PathEscape, SandboxError, SandboxPolicy, resolve_in, run_command
 
 
 @pytest.fixture()
@@ -116,29 +116,40 @@ def test_search_does_not_follow_symlinks_out(ws: Path, tmp_path: Path) -> None:
     assert workspace_files.search_text(ws, "needle") == "a/in.txt:1: needle inside"
 
 
-# --- run_command ------------------------------------------------------------------------------------
+# --- run_command: every test runs twice, isolated (namespaces) and plain (SANDBOX=off) ------------------
 
-def test_exit_code_and_output(ws: Path) -> None:
-    result = run_command(ws, "echo out; echo err >&2; pwd; exit 7")
+@pytest.fixture(params=["namespaces", "plain"])
+def run(request):
+    policy = SandboxPolicy(mode="strict" if request.param == "namespaces" else "off")
+
+    def call(cwd: Path, command: str, **kwargs) -> CommandResult:
+        result = run_command(cwd, command, policy=policy, **kwargs)
+        assert result.isolated == (request.param == "namespaces")
+        return result
+    return call
+
+
+def test_exit_code_and_output(run, ws: Path) -> None:
+    result = run(ws, "echo out; echo err >&2; pwd; exit 7")
     assert (result.exit_code, result.stderr, result.timed_out, result.truncated) == (7, "err\n", False, False)
     assert result.stdout == f"out\n{os.path.realpath(ws)}\n"
     assert result.duration_ms > 0
 
 
-def test_killed_by_signal_reports_128_plus_n(ws: Path) -> None:
-    assert run_command(ws, "kill -9 $$").exit_code == 137
+def test_killed_by_signal_reports_128_plus_n(run, ws: Path) -> None:
+    assert run(ws, "kill -9 $$").exit_code == 137
 
 
-def test_stdin_is_dev_null_and_output_decoded_with_replacement(ws: Path) -> None:
-    result = run_command(ws, "cat; printf '\\377ok'", timeout=5)
+def test_stdin_is_dev_null_and_output_decoded_with_replacement(run, ws: Path) -> None:
+    result = run(ws, "cat; printf '\\377ok'", timeout=5)
     assert result.exit_code == 0 and result.stdout == "\ufffdok"
 
 
-def test_environment_is_scrubbed(ws: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_environment_is_scrubbed(run, ws: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LOOM_SECRET_KEY", "s3cr3t")
     monkeypatch.setenv("LOOM_DATABASE_URL", "postgresql://loom:hunter2@db/loom")
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key-000000000")
-    result = run_command(ws, "env", env={"EXTRA": "1"})
+    result = run(ws, "env", env={"EXTRA": "1"})
     assert result.exit_code == 0
     for leaked in ("LOOM_SECRET_KEY", "s3cr3t", "LOOM_DATABASE_URL", "hunter2", "OPENAI_API_KEY"):
         assert leaked not in result.stdout
@@ -148,26 +159,30 @@ def test_environment_is_scrubbed(ws: Path, monkeypatch: pytest.MonkeyPatch) -> N
     assert env["PATH"].split(":")[0] == os.path.dirname(sys.executable)
 
 
-def test_python3_resolves_to_the_venv(ws: Path) -> None:
-    result = run_command(ws, "command -v python3")
+def test_python3_resolves_to_the_venv(run, ws: Path) -> None:
+    result = run(ws, "command -v python3")
     assert result.stdout.strip() == os.path.join(os.path.dirname(sys.executable), "python3")
 
 
-def test_absolute_paths_are_not_confined_but_secrets_are_absent(ws: Path, tmp_path: Path,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    """Commands are confined by cwd + environment, not by path (documented): the parent's DB file is
-    readable by absolute path, but nothing secret comes with the environment."""
+def test_absolute_paths_are_confined_and_secrets_are_absent(run, ws: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Isolated, a file outside the workspace (the parent's DB file) is not there at all; without isolation
+    (SANDBOX=off, or auto on a machine without namespaces) it is readable by absolute path, as documented.
+    Either way nothing secret comes with the environment."""
     db_file = tmp_path / "loom.db"
     db_file.write_text("rows")
     monkeypatch.setenv("LOOM_SECRET_KEY", "s3cr3t")
-    result = run_command(ws, f"cat {db_file}; echo; env")
-    assert result.exit_code == 0
+    result = run(ws, f"cat {db_file}; echo; env")
     assert "LOOM_SECRET_KEY" not in result.stdout and "s3cr3t" not in result.stdout
+    if result.isolated:
+        assert not result.stdout.startswith("rows") and f"{db_file}: No such file or directory" in result.stderr
+    else:
+        assert result.stdout.startswith("rows\n")
 
 
-def test_output_flood_is_truncated_and_memory_bounded(ws: Path) -> None:
+def test_output_flood_is_truncated_and_memory_bounded(run, ws: Path) -> None:
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    result = run_command(ws, "yes", timeout=2)
+    result = run(ws, "yes", timeout=2)
     grown_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
     assert result.timed_out and result.truncated and result.exit_code is None
     assert len(result.stdout) <= 16_384 + 200
@@ -175,76 +190,76 @@ def test_output_flood_is_truncated_and_memory_bounded(ws: Path) -> None:
     assert grown_kb < 64 * 1024  # `yes` wrote gigabytes in 2 s; none of it was kept
 
 
-def test_large_output_that_ends_is_truncated_per_stream(ws: Path) -> None:
-    result = run_command(ws, "head -c 5000000 /dev/zero | tr '\\0' a; echo fine >&2", max_output=1000)
+def test_large_output_that_ends_is_truncated_per_stream(run, ws: Path) -> None:
+    result = run(ws, "head -c 5000000 /dev/zero | tr '\\0' a; echo fine >&2", max_output=1000)
     assert result.exit_code == 0 and not result.timed_out and result.truncated
     assert result.stdout.startswith("a" * 1000) and len(result.stdout) <= 1200
     assert result.stderr == "fine\n"
 
 
-def test_timeout_kills_and_returns_quickly(ws: Path) -> None:
+def test_timeout_kills_and_returns_quickly(run, ws: Path) -> None:
     m = marker()
     started = time.monotonic()
-    result = run_command(ws, f"echo partial; sleep 100.{m}", timeout=1)
+    result = run(ws, f"echo partial; sleep 100.{m}", timeout=1)
     assert time.monotonic() - started < 4
     assert result.timed_out and result.exit_code is None and result.stdout == "partial\n"
     assert alive(m) == []
 
 
-def test_timeout_kills_background_child_ignoring_sigterm(ws: Path) -> None:
+def test_timeout_kills_background_child_ignoring_sigterm(run, ws: Path) -> None:
     m = marker()
     started = time.monotonic()
-    result = run_command(ws, f"(trap '' TERM; sleep 300.{m}) & sleep 300.{m}", timeout=1)
+    result = run(ws, f"(trap '' TERM; sleep 300.{m}) & sleep 300.{m}", timeout=1)
     assert result.timed_out and time.monotonic() - started < 8
     assert alive(m) == []
 
 
-def test_timeout_kills_a_process_that_left_the_session(ws: Path) -> None:
+def test_timeout_kills_a_process_that_left_the_session(run, ws: Path) -> None:
     m = marker()
-    result = run_command(ws, f"setsid sleep 300.{m} & (setsid sleep 301.{m} &); sleep 300.{m}", timeout=1)
+    result = run(ws, f"setsid sleep 300.{m} & (setsid sleep 301.{m} &); sleep 300.{m}", timeout=1)
     assert result.timed_out
     assert alive(m) == []
 
 
-def test_background_leftovers_do_not_outlive_the_command(ws: Path) -> None:
+def test_background_leftovers_do_not_outlive_the_command(run, ws: Path) -> None:
     m = marker()
     started = time.monotonic()
-    result = run_command(ws, f"sleep 300.{m} & (setsid sleep 301.{m} &); echo started", timeout=30)
+    result = run(ws, f"sleep 300.{m} & (setsid sleep 301.{m} &); echo started", timeout=30)
     assert (result.exit_code, result.stdout, result.timed_out) == (0, "started\n", False)
     assert time.monotonic() - started < 5
     assert alive(m) == []
 
 
-def test_fork_bomb_is_killed_with_its_whole_group(ws: Path) -> None:
+def test_fork_bomb_is_killed_with_its_whole_group(run, ws: Path) -> None:
     m = marker()
     started = time.monotonic()
-    result = run_command(ws, f"for i in $(seq 1 100000); do sleep 60.{m} & done", timeout=3)
+    result = run(ws, f"for i in $(seq 1 100000); do sleep 60.{m} & done", timeout=3)
     assert result.timed_out and time.monotonic() - started < 15
     assert alive(m) == []
 
 
-def test_memory_limit_fails_the_command_instead_of_eating_ram(ws: Path) -> None:
-    result = run_command(ws, 'python3 -c "x = bytearray(4*1024**3)"', memory_mb=512, timeout=30)
+def test_memory_limit_fails_the_command_instead_of_eating_ram(run, ws: Path) -> None:
+    result = run(ws, 'python3 -c "x = bytearray(4*1024**3)"', memory_mb=512, timeout=30)
     assert result.exit_code not in (0, None) and "MemoryError" in result.stderr
 
 
-def test_file_size_limit(ws: Path) -> None:
-    result = run_command(ws, "head -c 3000000 /dev/zero > big", max_file_mb=1, timeout=30)
+def test_file_size_limit(run, ws: Path) -> None:
+    result = run(ws, "head -c 3000000 /dev/zero > big", max_file_mb=1, timeout=30)
     assert result.exit_code != 0
     assert (ws / "big").stat().st_size <= 1024 * 1024
 
 
-def test_cpu_limit_stops_a_busy_loop(ws: Path) -> None:
-    result = run_command(ws, 'python3 -c "while True: pass"', cpu_seconds=1, timeout=30)
+def test_cpu_limit_stops_a_busy_loop(run, ws: Path) -> None:
+    result = run(ws, 'python3 -c "while True: pass"', cpu_seconds=1, timeout=30)
     assert not result.timed_out and result.exit_code not in (0, None)
     assert result.duration_ms < 10_000
 
 
-def test_commands_in_parallel_threads(ws: Path) -> None:
+def test_commands_in_parallel_threads(run, ws: Path) -> None:
     results: dict[int, str] = {}
 
     def work(i: int) -> None:
-        results[i] = run_command(ws, f"sleep 0.3; echo {i}").stdout
+        results[i] = run(ws, f"sleep 0.3; echo {i}").stdout
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(6)]
     for thread in threads:

@@ -21,10 +21,10 @@ LOCK_KEY = "loom:lock:dispatch"
 WAKING_EVENTS = frozenset({"bead.created", "bead.closed", "bead.status_changed", "agent.status_changed"})
 
 
-def on_event(type: str, project_id: int | None, bead_id: int | None, agent_id: int | None) -> None:
+def on_event(event: dict) -> None:
     """Event hook: anything that may make work possible (a bead created, unblocked or closed; an agent
     idle) asks for one dispatch pass."""
-    if type in WAKING_EVENTS:
+    if event["type"] in WAKING_EVENTS:
         request_dispatch()
 
 

@@ -16,6 +16,7 @@ from app.services import llm_clients
 from app.services import loop as loop_service
 from app.services.errors import ServiceError
 from app.services.loop import LoopSettings
+from app.services.sandbox import SandboxPolicy
 
 log = logging.getLogger("loom.worker")
 
@@ -24,7 +25,9 @@ def loop_settings() -> LoopSettings:
     cfg = current_app.config
     return LoopSettings(data_dir=cfg["DATA_DIR"], lease_seconds=cfg["LEASE_SECONDS"],
                         max_iterations=min(100, cfg["MAX_ITERATIONS"]), context_chars=cfg["CONTEXT_CHARS"],
-                        command_timeout=cfg["COMMAND_TIMEOUT"], error_backoff_s=cfg["ERROR_BACKOFF"])
+                        command_timeout=cfg["COMMAND_TIMEOUT"], error_backoff_s=cfg["ERROR_BACKOFF"],
+                        sandbox=SandboxPolicy.from_settings(cfg["SANDBOX"], cfg["SANDBOX_NETWORK"],
+                                                            cfg["SANDBOX_UID"]))
 
 
 def queue_for(project_id: int | None) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 from flask import current_app
 
-from app.services import provider_health, ralph
+from app.services import motivation_triggers, provider_health, ralph
 from workers.dispatch import request_dispatch
 from workers.loop import enqueue_step
 
@@ -13,6 +13,9 @@ RALPH_LOCK = "loom:lock:ralph_tick"
 RALPH_TICK = "loom:tick:ralph"
 RALPH_RUNS = "loom:ralph:runs"  # how many ticks really ran (for operators and tests)
 HEALTH_TICK = "loom:tick:provider_health"
+MOTIVATIONS_LOCK = "loom:lock:motivations_tick"
+MOTIVATIONS_TICK = "loom:tick:motivations"
+MOTIVATIONS_RUNS = "loom:motivations:runs"  # how many ticks really ran (for operators and tests)
 
 
 def _first_this_tick(client, key: str, interval_s: float) -> bool:
@@ -54,3 +57,21 @@ def provider_health_task() -> list[dict] | None:
     if not _first_this_tick(client, HEALTH_TICK, current_app.config["HEALTH_INTERVAL"]):
         return None
     return provider_health.check_all(current_app.config, client)
+
+
+@shared_task(name="loom.motivations_tick", ignore_result=True)
+def motivations_tick(force: bool = False) -> dict | None:
+    """Evaluate interval/calendar/idle/threshold motivations and catch up missed bead.closed events. The marker
+    and lock keep it to one run per tick; the firings' dedup keys make each occasion fire once regardless."""
+    client = current_app.extensions["loom.redis"]()
+    if not force and not _first_this_tick(client, MOTIVATIONS_TICK, current_app.config["MOTIVATIONS_INTERVAL"]):
+        return None
+    lock = client.lock(MOTIVATIONS_LOCK, timeout=120, blocking=False)
+    if not lock.acquire():
+        return None
+    try:
+        summary = motivation_triggers.run_tick(wake=request_dispatch)
+        client.incr(MOTIVATIONS_RUNS)
+    finally:
+        lock.release()
+    return summary

@@ -11,6 +11,7 @@ from app.cli import (  # noqa: F401  (imported for their side effect: registerin
     commands_agents,
     commands_auth,
     commands_beads,
+    commands_motivations,
     commands_projects,
     commands_providers,
     commands_users,

@@ -33,6 +33,7 @@ class Bead(db.Model):
     status: Mapped[str] = mapped_column(String(20), default="open", nullable=False, index=True)
     acceptance: Mapped[str | None] = mapped_column(Text)  # a shell command that must pass before closing
     assigned_to: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"), index=True)
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)  # a person
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     fencing_token: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
     dispatch_count: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
@@ -68,6 +69,7 @@ class Bead(db.Model):
             "tags": self.tags,
             "acceptance": self.acceptance,
             "assigned_to": self.assigned_to,
+            "owner_id": self.owner_id,
             "lease_expires_at": iso(self.lease_expires_at),
             "fencing_token": self.fencing_token,
             "dispatch_count": self.dispatch_count,

@@ -28,6 +28,9 @@ class Run(db.Model):
     task_prompt: Mapped[str] = mapped_column(Text, default="", nullable=False)
     counters: Mapped[dict] = mapped_column(JSONType, default=dict, nullable=False)  # loop-limit bookkeeping
     resumes: Mapped[int] = mapped_column(Integer, default=0, nullable=False)  # times Ralph restarted it
+    # Set while a person pairs with the agent on this run: the autonomous loop waits until it is handed back.
+    paused_by: Mapped[str | None] = mapped_column(String(64))
+    paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     prompt_tokens: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
     completion_tokens: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
@@ -38,6 +41,7 @@ class Run(db.Model):
         return {"id": self.id, "bead_id": self.bead_id, "agent_id": self.agent_id, "project_id": self.project_id,
                 "fencing_token": self.fencing_token, "status": self.status,
                 "terminal_reason": self.terminal_reason, "iterations": self.iterations, "resumes": self.resumes,
+                "paused_by": self.paused_by, "paused_at": iso(self.paused_at),
                 "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
                 "started_at": iso(self.started_at), "finished_at": iso(self.finished_at)}
 
@@ -53,6 +57,8 @@ class Step(db.Model):
     bead_id: Mapped[int] = mapped_column(Integer, nullable=False, index=True)
     seq: Mapped[int] = mapped_column(Integer, nullable=False)
     status: Mapped[str] = mapped_column(String(20), default="llm_done", nullable=False)
+    kind: Mapped[str] = mapped_column(String(10), default="loop", nullable=False)  # "loop" or "pair" (a human turn)
+    author: Mapped[str | None] = mapped_column(String(64))  # kind=pair: the person who wrote `request`
     request: Mapped[str] = mapped_column(Text, default="", nullable=False)  # the user message sent this turn
     response: Mapped[str] = mapped_column(Text, default="", nullable=False)
     notes: Mapped[str | None] = mapped_column(Text)
@@ -71,7 +77,7 @@ class Step(db.Model):
 
     def to_dict(self) -> dict:
         return {"id": self.id, "run_id": self.run_id, "bead_id": self.bead_id, "seq": self.seq,
-                "attempts": self.attempts,
+                "kind": self.kind, "author": self.author, "attempts": self.attempts,
                 "status": self.status, "request": self.request, "response": self.response, "notes": self.notes,
                 "actions": self.actions or [], "results": self.results or [], "parse_error": self.parse_error,
                 "model": self.model, "prompt_tokens": self.prompt_tokens,

@@ -9,6 +9,7 @@ from app.extensions import db
 from app.services import beads, decisions, sandbox, workspace, workspace_files
 from app.services.action_parser import MUTATING, TERMINAL, validate_action
 from app.services.errors import ServiceError
+from app.services.events import emit
 
 log = logging.getLogger("loom.actions")
 
@@ -26,6 +27,7 @@ class ActionContext:
     git_strategy: str
     acceptance: str | None
     command_timeout: int
+    sandbox: sandbox.SandboxPolicy = field(default_factory=sandbox.SandboxPolicy)
 
 
 @dataclass
@@ -52,15 +54,25 @@ def _command_output(result: sandbox.CommandResult) -> str:
 
 def _run(ctx: ActionContext, command: str, timeout: float | None) -> dict:
     limit = min(float(timeout or ctx.command_timeout), float(ctx.command_timeout))
-    result = sandbox.run_command(ctx.workspace, command, timeout=max(1.0, limit))
+    result = sandbox.run_command(ctx.workspace, command, timeout=max(1.0, limit), policy=ctx.sandbox)
     status = "ok" if result.exit_code == 0 and not result.timed_out else "error"
     return {"type": "run_command", "status": status, "output": _command_output(result)}
 
 
+def _tests_failed(ctx: ActionContext, check: sandbox.CommandResult) -> None:
+    """The acceptance check is the verdict on a bead's tests: `test.failed` (the "Fix failing tests" motivation
+    listens). A failing test run inside a turn (`run_command`) is not: agents run failing tests while working."""
+    output = (check.stderr or check.stdout or "")[-1000:]
+    emit("test.failed", project_id=ctx.project_id, bead_id=ctx.bead_id,
+         data={"source": "acceptance", "command": ctx.acceptance, "exit_code": check.exit_code,
+               "timed_out": check.timed_out, "run_id": ctx.run_id, "seq": ctx.seq, "output": output})
+
+
 def _done(ctx: ActionContext, action: dict, outcome: TurnOutcome) -> dict:
     if ctx.acceptance:
-        check = sandbox.run_command(ctx.workspace, ctx.acceptance, timeout=ctx.command_timeout)
+        check = sandbox.run_command(ctx.workspace, ctx.acceptance, timeout=ctx.command_timeout, policy=ctx.sandbox)
         if check.exit_code != 0 or check.timed_out:
+            _tests_failed(ctx, check)
             return _error("done", "not done: the acceptance command failed, fix it and try again\n"
                           f"$ {ctx.acceptance}\n{_command_output(check)}")
     workspace_files.git_commit(ctx.workspace, f"Finish bead #{ctx.bead_id}",

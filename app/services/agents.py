@@ -17,7 +17,9 @@ def get_agent(agent_id: int) -> Agent:
     return agent
 
 
-def _persona(name: str) -> Persona:
+def _persona(name: str | None) -> Persona:
+    if name is None:  # PATCH {"persona": null}; session.get(Persona, None) is not a lookup (a warning, later an error)
+        raise ValidationError("persona must name a persona (GET /api/v1/personas lists them)", "persona")
     persona = db.session.get(Persona, name)
     if persona is None:
         raise ValidationError(f"unknown persona {name!r} (GET /api/v1/personas lists them)", "persona")

@@ -196,3 +196,28 @@ def _why_not_claimable(bead_id: int) -> str:
     if bead.assigned_to is not None:
         return f"bead {bead_id} is already assigned to agent {bead.assigned_to}"
     return f"bead {bead_id} is waiting on unclosed blockers"
+
+
+def dependency_tree(bead_id: int, depth: int = 4, limit: int = 200) -> dict:
+    """The bead's neighbourhood for pages: blockers (recursively, up to `depth`) and the beads it blocks.
+
+    Returns {"nodes": {id: {id, title, status, priority}}, "blocked_by": {id: [ids]}, "blocks": [ids]}.
+    """
+    blocked_by: dict[int, list[int]] = {}
+    frontier, seen = [bead_id], {bead_id}
+    for _ in range(depth):
+        if not frontier or len(seen) >= limit:
+            break
+        edges, _ = edges_of(frontier)
+        frontier = []
+        for child, parents in edges.items():
+            blocked_by[child] = parents
+            frontier += [p for p in parents if p not in seen]
+            seen.update(parents)
+    _, dependants = edges_of([bead_id])
+    blocks = dependants.get(bead_id, [])
+    ids = seen | set(blocks)
+    rows = db.session.execute(select(Bead.id, Bead.title, Bead.status, Bead.priority).where(Bead.id.in_(ids))).all()
+    nodes = {row.id: {"id": row.id, "title": row.title, "status": row.status, "priority": row.priority}
+             for row in rows}
+    return {"nodes": nodes, "blocked_by": blocked_by, "blocks": blocks}

@@ -70,11 +70,13 @@ def create_bead(project_id: int, title: str, *, description: str = "", priority:
     bead.tag_rows = [BeadTag(tag=t) for t in normalise_tags(tags)]
     db.session.add(bead)
     db.session.flush()
-    for blocker_id in dict.fromkeys(blocked_by):
+    blockers = list(dict.fromkeys(blocked_by))
+    for blocker_id in blockers:
         bead_graph.add_dependency(bead.id, blocker_id, commit=False)
     db.session.commit()
     emit("bead.created", project_id=project_id, bead_id=bead.id,
-         data={"title": bead.title, "priority": bead.priority, "type": bead.type, "status": bead.status})
+         data={"title": bead.title, "priority": bead.priority, "type": bead.type, "status": bead.status,
+               "tags": bead.tags, "blocked_by": blockers, "created_by": created_by})
     return bead
 
 
@@ -137,7 +139,9 @@ def update_bead(bead_id: int, changes: dict) -> Bead:
             return reopen_bead(bead_id, reason)
         raise Conflict("a bead goes in_progress only by being claimed (POST /beads/{id}/claim)", "status")
     db.session.commit()
-    emit("bead.updated", project_id=bead.project_id, bead_id=bead.id, data={"fields": sorted(changes)})
+    emit("bead.updated", project_id=bead.project_id, bead_id=bead.id,
+         data={"fields": sorted(changes), "title": bead.title, "priority": bead.priority, "type": bead.type,
+               "tags": bead.tags, "status": bead.status})
     return bead
 
 
@@ -154,7 +158,9 @@ def _release_agent(bead: Bead) -> int | None:
 
 
 def _status_changed(bead: Bead, old: str, freed_agent: int | None, event: str | None = None) -> None:
-    data = {"from": old, "to": bead.status, "reason": bead.status_reason}
+    data = {"from": old, "to": bead.status, "reason": bead.status_reason, "title": bead.title,
+            "priority": bead.priority, "type": bead.type, "assigned_to": bead.assigned_to,
+            "block_kind": bead.block_kind}
     emit("bead.status_changed", project_id=bead.project_id, bead_id=bead.id, data=data)
     if event:
         emit(event, project_id=bead.project_id, bead_id=bead.id, data=data)

@@ -5,6 +5,7 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import LogEntry
+from app.services.events import emit
 
 
 def record_log(level: str, source: str, message: str, *, project_id: int | None = None,
@@ -15,6 +16,7 @@ def record_log(level: str, source: str, message: str, *, project_id: int | None 
     db.session.add(entry)
     if commit:
         db.session.commit()
+        emit("log.created", project_id=project_id, bead_id=bead_id, agent_id=agent_id, data=entry.to_dict())
     return entry
 
 

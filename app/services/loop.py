@@ -12,7 +12,7 @@ import hashlib
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from collections.abc import Callable
@@ -29,6 +29,7 @@ from app.services.actions import ActionContext, apply_actions
 from app.services.errors import ServiceError
 from app.services.events import emit
 from app.services.loop_limits import LIMITS, check_limits, record_llm_error
+from app.services.sandbox import SandboxPolicy
 
 log = logging.getLogger("loom.loop")
 OVERSIZE_KEEP_CHARS = 65_536  # of a reply over the parser's limit, only the start is kept
@@ -42,6 +43,7 @@ class LoopSettings:
     context_chars: int = 120_000
     command_timeout: int = 120
     error_backoff_s: float = 2.0
+    sandbox: SandboxPolicy = field(default_factory=SandboxPolicy)
 
 
 @dataclass
@@ -184,7 +186,8 @@ def _apply(run: Run, step: Step, project: Project, bead: Bead, agent: Agent, set
     ctx = ActionContext(run_id=run.id, seq=step.seq, bead_id=bead.id, project_id=project.id, agent_name=agent.name,
                         workspace=_workspace_for(run, project, settings), data_dir=settings.data_dir,
                         default_branch=project.default_branch, git_strategy=project.git_strategy,
-                        acceptance=bead.acceptance, command_timeout=settings.command_timeout)
+                        acceptance=bead.acceptance, command_timeout=settings.command_timeout,
+                        sandbox=settings.sandbox)
     if parsed.error:
         results, invalid, mutated, terminal, reason = [{"type": "reply", "status": "error",
                                                         "output": parsed.error}], 0, False, None, None

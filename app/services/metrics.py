@@ -17,7 +17,8 @@ from sqlalchemy import case, func, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.extensions import db
-from app.models import AGENT_STATUSES, BEAD_STATUSES, RUN_STATUSES, Agent, Bead, Project, Provider, Run, Step
+from app.models import (AGENT_STATUSES, BEAD_STATUSES, RUN_STATUSES, Agent, Bead, LLMRequest, Project, Provider, Run,
+                        Step)
 from app.services.bead_graph import READY
 from app.services.provider_health import ENV_KEY
 from app.services.ralph import ACTIONS_KEY
@@ -41,14 +42,28 @@ class LLMUsage:
     cost_usd: float | None  # None: not recorded by the source
 
 
-def llm_usage() -> list[LLMUsage]:
-    """LLM requests by model and outcome. The one place that knows where they are recorded: for now the
-    steps ledger (a step is one successful request; failed requests and cost are not in it). When the
-    `llm_requests` table lands, this becomes one GROUP BY model, status over it."""
+def usage_from_steps() -> list[LLMUsage]:
+    """From the steps ledger: a step is one successful request; failed requests and cost are not in it."""
     model = func.coalesce(Step.model, "unknown")
     rows = db.session.execute(select(model, func.count(), func.sum(Step.prompt_tokens),
                                      func.sum(Step.completion_tokens)).group_by(model)).all()
     return [LLMUsage(name, "ok", int(n), int(p or 0), int(c or 0), None) for name, n, p, c in rows]
+
+
+def usage_from_llm_requests() -> list[LLMUsage]:
+    """From `llm_requests` (one row per request, ok or failed, with its cost): the source once the loop
+    records every request there."""
+    model = func.coalesce(func.nullif(LLMRequest.model, ""), "unknown")
+    rows = db.session.execute(select(model, LLMRequest.status, func.count(), func.sum(LLMRequest.prompt_tokens),
+                                     func.sum(LLMRequest.completion_tokens), func.sum(LLMRequest.cost_usd))
+                              .group_by(model, LLMRequest.status)).all()
+    return [LLMUsage(name, status, int(n), int(p or 0), int(c or 0), float(usd or 0.0))
+            for name, status, n, p, c, usd in rows]
+
+
+# The one switch: main has the llm_requests table but nothing records into it yet, so the steps ledger
+# stays the source; when the loop records requests, point this at usage_from_llm_requests.
+llm_usage = usage_from_steps
 
 
 def _seconds_between(later: ColumnElement, earlier: ColumnElement) -> ColumnElement:

@@ -167,6 +167,8 @@ def run_tick(redis_client, settings: RalphSettings | None = None, *, provider_he
                "blocked": blocked, "recovered": recovered,
                "duration_ms": round((time.perf_counter() - started) * 1000, 2)}
     redis_client.set(HEARTBEAT_KEY, json.dumps(summary), ex=300)
+    emit("ralph.tick", data={"duration_ms": summary["duration_ms"], "actions": sum(
+        len(summary[k]) for k in ("zombies", "reclaimed", "resumed", "blocked", "recovered"))})
     summary["resume"] = resumed  # (run, project) pairs for the task to enqueue
     return summary
 

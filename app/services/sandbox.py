@@ -1,50 +1,63 @@
-"""Confinement for agents' actions: paths that cannot leave the workspace, and bounded shell commands.
+"""Confinement for agents' actions: paths that cannot leave the workspace, and isolated, bounded shell commands.
 
 Paths: `resolve_in` maps an LLM-supplied relative path to a real path inside the workspace (symlinks
 followed), and refuses absolute paths, `..` escapes, symlinks pointing out and anything under `.git`.
 
-Commands: `run_command` runs `bash -c` in the workspace through a small supervisor process (this very
-file run as a script with `python -I -S`), so nothing unsafe happens between fork and exec in a threaded
-Celery worker (no `preexec_fn`). The supervisor
+Commands: `run_command` runs `bash -c` in the workspace through a supervisor process (sandbox_supervisor,
+run with `python -I -S`: no preexec_fn in the threaded worker). Always: a scrubbed environment (nothing
+from the worker's), hard rlimits (address space and CPU per process, file size, 1024 open files, processes
+as headroom over the uid's current count), stdout/stderr capped at `max_output` bytes each, and on timeout
+or exit the whole process tree killed (TERM, then KILL from 2 s on); the result carries the exit code
+(128+N for signal N), timed_out and truncated.
 
-* sets hard+soft rlimits on itself before spawning the command: address space (per process; a JVM or
-  anything reserving large virtual ranges needs a higher memory_mb), CPU seconds (per process), file
-  size, processes (RLIMIT_NPROC, as headroom over the uid's current task count) and 1024 open files.
-  The command cannot raise them again unless it runs as root: root has CAP_SYS_RESOURCE and is not
-  bound by RLIMIT_NPROC at all, so as root only the tree-killing below stops a fork bomb;
-* makes itself a child subreaper, so every descendant, even one that calls `setsid` or double-forks,
-  is reparented to it and reaped (no zombies, no daemon outliving the command);
-* runs the command in a session of its own and, on SIGTERM (the timeout) or when the command exits,
-  sends SIGTERM to the command's process group and to every descendant, then SIGKILL every 0.2 s from
-  2 s on, until no descendant is left. Leftover background processes never outlive the command.
+Isolation (sandbox_isolation, sandbox_root), per SandboxPolicy, from SANDBOX, SANDBOX_NETWORK, SANDBOX_UID:
 
-What this is not: there is no cgroup (so no limit on total memory or CPU across processes, and no pid
-limit binding root), no namespace, no separate uid. A command runs with the worker's uid, sees the
-whole filesystem and the network, and can read any file that uid can read, e.g. the database file by
-absolute path. It is confined by its working directory, by the scrubbed environment (no secrets from
-the worker's environment reach it) and by the limits above. Run workers as an unprivileged user, in a
-container, for a real boundary.
+* each command gets new mount, PID, IPC and UTS namespaces, and a network namespace with only loopback
+  unless SANDBOX_NETWORK=host. Its root holds only /usr, /bin, /sbin, /lib*, /etc (shadow files and
+  private keys masked) and the Python installation and venv, read-only; the workspace read-write at the
+  same absolute path, with its `.git` and the repository's git dir read-only (git log/status/diff work,
+  hooks and config cannot be changed; commit through git_commit); a fresh tmpfs /tmp, a minimal /dev and
+  the PID namespace's own /proc. The data dir (database, secret_key, other projects, logs), the Loom
+  source, /root and /home are not there; nor is any process outside the sandbox. When the namespace's
+  init ends, every process left in it dies, fork bombs and daemons included, so nothing a command
+  started is still running when the worker next touches the workspace.
+* a root worker runs the command as SANDBOX_UID (default 65534, gid the same) with no_new_privs, after
+  handing the workspace to that uid (the worker's git runs with safe.directory=* and never stages a
+  nested repository, whose config a command could have written); RLIMIT_NPROC then binds (headroom over
+  the uid's tasks at start, which other sandboxes share). A non-root worker uses an unprivileged user
+  namespace that maps only its own uid, so the command holds no capability and cannot undo the mounts
+  (any namespace it makes sees them locked).
+* SANDBOX=auto (default) isolates when this machine allows it (probed once per process by running `true`
+  in a real sandbox) and otherwise runs commands as before, confined only by the above, logging one
+  warning; strict refuses to run commands without isolation (an error result the LLM reads); off never
+  isolates. A sandbox that cannot be built for one command fails that command (exit 125), never runs it
+  unconfined. What this is not: no cgroup (no limit on total memory or CPU across a command's processes),
+  no seccomp filter; the kernel is shared.
 """
 from __future__ import annotations
 
-import ctypes
+import logging
 import os
 import re
-import resource
 import selectors
 import signal
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 AGENT_NAME, AGENT_EMAIL = "Loom Agent", "agent@loom.local"
-_SUPERVISOR = os.path.abspath(__file__)
-_PR_SET_PDEATHSIG, _PR_SET_CHILD_SUBREAPER = 1, 36
+_SUPERVISOR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sandbox_supervisor.py")
 _DRIVE = re.compile(r"^[A-Za-z]:([\\/]|$)")
 _CHUNK = 65_536
+MODES, NETWORKS = ("auto", "strict", "off"), ("none", "host")
+# Inside the sandbox the repository belongs to another uid than the command's: let git read it anyway.
+_GIT_SAFE = {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "safe.directory", "GIT_CONFIG_VALUE_0": "*"}
+log = logging.getLogger("loom.sandbox")
 
 
 class SandboxError(Exception):
@@ -82,6 +95,29 @@ def resolve_in(root: Path, rel: str, *, must_exist: bool = False) -> Path:
     return Path(target)
 
 
+@dataclass(frozen=True)
+class SandboxPolicy:
+    """How commands are isolated; built from the settings SANDBOX, SANDBOX_NETWORK and SANDBOX_UID."""
+    mode: str = "auto"  # auto: isolate when possible; strict: refuse commands without isolation; off: never
+    network: str = "none"  # none: loopback only; host: the worker's network
+    uid: int = 65534  # the uid (and gid) a root worker runs commands as
+    tmp_mb: int = 256  # size of the command's /tmp (a tmpfs: memory)
+
+    @classmethod
+    def from_settings(cls, mode: str, network: str, uid: int) -> SandboxPolicy:
+        """From the SANDBOX, SANDBOX_NETWORK and SANDBOX_UID settings (case and spaces ignored)."""
+        return cls(str(mode).strip().lower(), str(network).strip().lower(), uid)
+
+    def problem(self) -> str | None:
+        if self.mode not in MODES:
+            return f"SANDBOX must be one of {', '.join(MODES)}, not {self.mode!r}"
+        if self.network not in NETWORKS:
+            return f"SANDBOX_NETWORK must be one of {', '.join(NETWORKS)}, not {self.network!r}"
+        if not isinstance(self.uid, int) or not 0 < self.uid < 2**32 - 1:
+            return f"SANDBOX_UID must be a uid other than root (0), not {self.uid!r}"
+        return None
+
+
 @dataclass
 class CommandResult:
     exit_code: int | None  # as a shell reports it (128+N when killed by signal N); None on timeout
@@ -90,6 +126,78 @@ class CommandResult:
     timed_out: bool
     truncated: bool
     duration_ms: float
+    isolated: bool = False  # it ran in the namespaces of sandbox_isolation
+
+
+_probe_lock = threading.Lock()
+_probed: dict[tuple, str | None] = {}
+_warned: set[tuple] = set()
+
+
+def isolation_problem(policy: SandboxPolicy) -> str | None:
+    """Why commands cannot be isolated on this machine under `policy` (None: they can). Found out once per
+    process and policy by running `true` in a real sandbox."""
+    key = (policy.network, policy.uid, policy.tmp_mb)
+    with _probe_lock:
+        if key not in _probed:
+            _probed[key] = _probe(policy)
+        return _probed[key]
+
+
+def _probe(policy: SandboxPolicy) -> str | None:
+    if not sys.platform.startswith("linux"):
+        return f"Linux namespaces are not available on {sys.platform}"
+    try:
+        with tempfile.TemporaryDirectory(prefix="loom-sandbox-probe-") as tmp:
+            result = _execute(Path(tmp), "true", _isolation_arg(policy), timeout=30, max_output=4096, env=None,
+                              limits=(0, 0, 0, 0))
+    except (SandboxError, OSError) as exc:
+        return str(exc)
+    if result.exit_code == 0:
+        return None
+    lines = (result.stderr.strip() or f"the probe exited with {result.exit_code}").splitlines()
+    return lines[-1].removeprefix("sandbox: ").removeprefix("cannot isolate the command: ")[:300]
+
+
+def _isolation_arg(policy: SandboxPolicy) -> str:
+    return f"{policy.network},{policy.uid},{policy.tmp_mb}"
+
+
+def _choose(policy: SandboxPolicy) -> str:
+    """The supervisor's isolation argument ("-" for none) under `policy`; raises SandboxError when refused."""
+    problem = policy.problem()
+    if problem:
+        raise SandboxError(f"commands are refused: the sandbox is misconfigured ({problem})")
+    if policy.mode == "off":
+        return "-"
+    why = isolation_problem(policy)
+    if why is None:
+        return _isolation_arg(policy)
+    if policy.mode == "strict":
+        raise SandboxError(f"commands are refused: SANDBOX=strict and this machine cannot isolate them ({why})")
+    key = (policy.network, policy.uid, policy.tmp_mb)
+    if key not in _warned:
+        _warned.add(key)
+        log.warning("sandbox: commands run WITHOUT isolation (SANDBOX=auto; namespaces unavailable: %s). They "
+                    "can read what the worker's uid can read; set LOOM_SANDBOX=strict to refuse them instead", why)
+    return "-"
+
+
+def describe(policy: SandboxPolicy) -> dict:
+    """The effective sandbox, for /health/ready: mode, isolation ("namespaces" or "none"), network."""
+    info: dict = {"mode": policy.mode, "network": policy.network, "isolation": "none"}
+    problem = policy.problem()
+    if problem:
+        return info | {"error": problem}
+    if policy.mode != "off":
+        why = isolation_problem(policy)
+        if why is None:
+            info["isolation"] = "namespaces"
+            info["uid"] = policy.uid if os.getuid() == 0 else os.getuid()
+        else:
+            info["reason"] = why
+            info["commands"] = "refused" if policy.mode == "strict" else "unconfined"
+    return info
 
 
 def command_env(cwd: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -110,12 +218,15 @@ def command_env(cwd: Path, extra: dict[str, str] | None = None) -> dict[str, str
 
 def run_command(cwd: Path, command: str, *, timeout: float = 60.0, max_output: int = 16_384,
                 env: dict | None = None, memory_mb: int = 2048, cpu_seconds: int = 300,
-                max_file_mb: int = 256, max_processes: int = 256) -> CommandResult:
-    """Run `command` with bash in `cwd` under limits; see the module docstring for what is enforced.
+                max_file_mb: int = 256, max_processes: int = 256,
+                policy: SandboxPolicy | None = None) -> CommandResult:
+    """Run `command` with bash in `cwd` under limits and, per `policy` (default: auto), isolated; see the
+    module docstring for what is enforced.
 
     stdout and stderr are read concurrently and at most `max_output` bytes of each are kept (the head),
     so a flood never grows memory. On timeout the whole process tree is killed and the partial output
     returned with timed_out=True and exit_code None. A limit <= 0 means "leave unchanged".
+    Raises SandboxError for invalid arguments, and when the policy refuses to run the command.
     """
     if not isinstance(command, str) or "\x00" in command:
         raise SandboxError("command must be a string without NUL bytes")
@@ -123,11 +234,21 @@ def run_command(cwd: Path, command: str, *, timeout: float = 60.0, max_output: i
         raise SandboxError("timeout must be a positive number of seconds")
     if not Path(cwd).is_dir():
         raise SandboxError(f"working directory {cwd} does not exist")
-    limits = [str(int(v)) for v in (memory_mb, cpu_seconds, max_file_mb, max_processes)]
-    argv = [sys.executable or "python3", "-I", "-S", _SUPERVISOR, *limits, command]
+    command_env(Path(cwd), env)  # refuse a bad environment before anything runs
+    isolation = _choose(policy or SandboxPolicy())
+    return _execute(Path(os.path.realpath(cwd)), command, isolation, timeout=timeout, max_output=max_output,
+                    env=env, limits=(memory_mb, cpu_seconds, max_file_mb, max_processes))
+
+
+def _execute(cwd: Path, command: str, isolation: str, *, timeout: float, max_output: int, env: dict | None,
+             limits: tuple[int, int, int, int]) -> CommandResult:
+    """Start the supervisor and collect its output; kill it on timeout."""
+    full_env = command_env(cwd, env if isolation == "-" else {**_GIT_SAFE, **(env or {})})
+    argv = [sys.executable or "python3", "-I", "-S", _SUPERVISOR, *(str(int(v)) for v in limits), isolation,
+            command]
     started = time.monotonic()
     try:
-        proc = subprocess.Popen(argv, cwd=cwd, env=command_env(Path(cwd), env), stdin=subprocess.DEVNULL,
+        proc = subprocess.Popen(argv, cwd=cwd, env=full_env, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     except OSError as exc:
         raise SandboxError(f"cannot start the command: {exc.strerror or exc}") from None
@@ -149,6 +270,12 @@ def run_command(cwd: Path, command: str, *, timeout: float = 60.0, max_output: i
                 proc.send_signal(signal.SIGTERM)  # the supervisor kills the tree: TERM, then KILL
             elif term_at is not None and now - term_at > 10.0:
                 os.killpg(proc.pid, signal.SIGKILL)  # last resort: the supervisor itself is stuck
+            if not sel.get_map():  # both pipes are closed: wait for the exit itself, not for a select timeout
+                try:
+                    proc.wait(timeout=0.05)
+                except subprocess.TimeoutExpired:
+                    pass
+                continue
             for key, _ in sel.select(timeout=0.05):
                 chunk = os.read(key.fd, _CHUNK)
                 if not chunk:
@@ -167,105 +294,4 @@ def run_command(cwd: Path, command: str, *, timeout: float = 60.0, max_output: i
         return out + f"\n[... output truncated at {max_output} bytes ...]" if fd in cut else out
 
     return CommandResult(None if timed_out else code, text(out_fd), text(err_fd), timed_out, bool(cut),
-                         (time.monotonic() - started) * 1000)
-
-
-# --- the supervisor: runs in its own process, started by run_command -------------------------------
-
-def _descendants(root: int) -> list[int]:
-    """Every process below `root`, from /proc."""
-    children: dict[int, list[int]] = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as fh:
-                stat = fh.read()
-        except OSError:
-            continue
-        ppid = int(stat.rpartition(b")")[2].split()[1])
-        children.setdefault(ppid, []).append(int(name))
-    found, stack = [], [root]
-    while stack:
-        for child in children.get(stack.pop(), ()):
-            found.append(child)
-            stack.append(child)
-    return found
-
-
-def _user_tasks(uid: int) -> int:
-    """Processes and threads owned by `uid` now, system-wide: what RLIMIT_NPROC counts."""
-    count = 0
-    for name in os.listdir("/proc"):
-        try:
-            if name.isdigit() and os.stat(f"/proc/{name}").st_uid == uid:
-                count += len(os.listdir(f"/proc/{name}/task"))
-        except OSError:
-            continue
-    return count
-
-
-def _set_limits(memory_mb: int, cpu_seconds: int, max_file_mb: int, max_processes: int) -> None:
-    """Hard = soft, clamped to the current hard limits. RLIMIT_NPROC counts every task of the uid (a desktop
-    has thousands of threads), so `max_processes` is headroom over the count now, not an absolute number."""
-    nproc = _user_tasks(os.getuid()) + max_processes if max_processes > 0 else 0
-    for res, value in ((resource.RLIMIT_AS, memory_mb * 1024 * 1024), (resource.RLIMIT_CPU, cpu_seconds),
-                       (resource.RLIMIT_FSIZE, max_file_mb * 1024 * 1024),
-                       (resource.RLIMIT_NPROC, nproc), (resource.RLIMIT_NOFILE, 1024)):
-        if value <= 0:
-            continue
-        _, hard = resource.getrlimit(res)
-        value = value if hard == resource.RLIM_INFINITY else min(value, hard)
-        resource.setrlimit(res, (value, value))
-
-
-def _supervise(argv: list[str]) -> int:
-    """Spawn the command, reap every descendant, kill the tree on SIGTERM or when the command ends."""
-    memory_mb, cpu_seconds, max_file_mb, max_processes = (int(a) for a in argv[:4])
-    state = {"main": 0, "stop": False}
-
-    def kill_tree(sig: int) -> None:
-        if state["main"]:
-            try:
-                os.killpg(state["main"], sig)  # atomic for the whole group, even mid-fork
-            except OSError:
-                pass
-        for pid in _descendants(os.getpid()):
-            try:
-                os.kill(pid, sig)
-            except OSError:
-                pass
-
-    def on_term(_signum: int, _frame: object) -> None:
-        state["stop"] = True
-        kill_tree(signal.SIGTERM)
-        signal.setitimer(signal.ITIMER_REAL, 2.0, 0.2)  # then SIGKILL every 0.2 s
-
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGALRM, lambda _s, _f: kill_tree(signal.SIGKILL))
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)  # the worker died: clean up
-    try:
-        _set_limits(memory_mb, cpu_seconds, max_file_mb, max_processes)
-        if state["stop"]:
-            return 143
-        state["main"] = os.posix_spawnp("bash", ["bash", "-c", argv[4]], os.environ, setsid=True)
-    except OSError as exc:
-        print(f"sandbox: cannot start the command: {exc}", file=sys.stderr)
-        return 127
-    status = 0
-    while True:
-        try:
-            pid, wstatus = os.waitpid(-1, 0)
-        except ChildProcessError:
-            return status
-        if pid == state["main"]:
-            code = os.waitstatus_to_exitcode(wstatus)
-            status = code if code >= 0 else 128 - code
-            state["main"] = 0  # reaped: never signal that pid (group) again
-            on_term(signal.SIGTERM, None)  # leftovers: TERM now, KILL from 2 s on
-
-
-if __name__ == "__main__":
-    sys.exit(_supervise(sys.argv[1:]))
+                         (time.monotonic() - started) * 1000, isolated=isolation != "-")

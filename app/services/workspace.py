@@ -3,8 +3,9 @@
 Layout: <data_dir>/projects/<id>/{.lock, repo/ (main checkout, stays on the default branch),
 worktrees/bead-<id>/ (branch bead/<id>)}. Repository-changing steps hold an flock on .lock, so two
 workers (or threads) never race on one project. Our git runs with a clean environment, no global/system
-config, hooks and fsmonitor disabled, and a timeout; an agent's commands can still edit the shared
-repository config (same uid), so filter/merge drivers configured there would run: see sandbox.
+config, hooks and fsmonitor disabled, and a timeout. It accepts worktrees owned by another uid
+(safe.directory=*): an isolated sandbox hands the worktree to its own uid and mounts `.git` read-only for
+commands, so they cannot plant config or hooks our git would run (without isolation they could: see sandbox).
 The file and git operations agents act through live in workspace_files.
 """
 from __future__ import annotations
@@ -38,9 +39,15 @@ def _git_env(home: Path, index: Path | None = None) -> dict[str, str]:
     return env | ({"GIT_INDEX_FILE": str(index)} if index else {})
 
 
+# Never enter a repository nested in the worktree: its own config (made by a command) could define a filter
+# or fsmonitor that `git status` would run, as the worker, when it looks inside a submodule.
+_NO_SUBMODULES = ("-c", "diff.ignoreSubmodules=all", "-c", "status.submoduleSummary=false",
+                  "-c", "submodule.recurse=false")
+
+
 def _git_argv(args: tuple[str, ...]) -> list[str]:
     return ["git", "-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false", "-c", "core.quotepath=off",
-            *args]
+            "-c", "safe.directory=*", *_NO_SUBMODULES, *args]
 
 
 def run_git(cwd: Path, *args: str, timeout: float = GIT_TIMEOUT, check: bool = True, stdin: str | None = None,
@@ -214,3 +221,18 @@ def merge_to_default(data_dir: str | Path, project_id: int, bead_id: int, defaul
 
 def short_head(root: Path) -> str:
     return run_git(root, "rev-parse", "--short", "HEAD").stdout.strip()
+
+
+def list_branches(data_dir: str | Path, project_id: int, limit: int = 200) -> list[dict]:
+    """The project repository's branches, newest commit first: {name, head, subject, date} (empty if no repo)."""
+    repo = project_dir(data_dir, project_id) / "repo"
+    if not (repo / ".git").is_dir():
+        return []
+    out = run_git(repo, "for-each-ref", "--sort=-committerdate", f"--count={int(limit)}",
+                  "--format=%(refname:short)%09%(objectname:short)%09%(committerdate:iso-strict)%09%(subject)",
+                  "refs/heads", check=False).stdout
+    branches = []
+    for line in out.splitlines():
+        name, head, date, subject = (line.split("\t", 3) + ["", "", ""])[:4]
+        branches.append({"name": name, "head": head, "date": date, "subject": subject})
+    return branches

@@ -2,7 +2,8 @@
 
 Every LLM-given path goes through sandbox.resolve_in (a refusal raises sandbox.PathEscape, safe to show);
 every refusal or failure here raises workspace.WorkspaceError, whose message is also safe to show.
-Commits are scanned for secrets (SECRET_PATTERNS) and refused when an added line looks like one.
+Commits are scanned for secrets (SECRET_PATTERNS) and refused when an added line looks like one. Nested
+repositories (a command's `git init` or clone) are never staged: `git add` would run their config as the worker.
 """
 from __future__ import annotations
 
@@ -139,6 +140,19 @@ def search_text(root: Path, query: str, path: str = ".", max_matches: int = 200)
     return "\n".join(hits) or f"no matches for {query!r}"
 
 
+def _refuse_nested_repositories(root: Path) -> None:
+    """`git add` runs `git status` inside a nested repository (untracked, or a checked-out submodule) with that
+    repository's own config, which a command may have written (a clean filter runs any program): refuse."""
+    listed = run_git(root, "ls-files", "-z", "--others", "--exclude-standard").stdout.split("\0")
+    nested = [path.rstrip("/") for path in listed if path.endswith("/")]
+    for entry in run_git(root, "ls-files", "-z", "--stage").stdout.split("\0"):
+        if entry.startswith("160000 ") and os.path.lexists(root / entry.split("\t", 1)[1] / ".git"):
+            nested.append(entry.split("\t", 1)[1])
+    if nested:
+        raise WorkspaceError(f"{nested[0]}/ is a git repository of its own; nested repositories are never staged "
+                             f"(their config could run programs): delete {nested[0]}/.git or the folder, then retry")
+
+
 def git_status(root: Path) -> str:
     return run_git(root, "status", "--short", "--branch").stdout.rstrip() or "(clean)"
 
@@ -150,6 +164,7 @@ def git_diff(root: Path, max_bytes: int = 65_536) -> str:
         temp_index = Path(tmp) / "index"
         if index.exists():
             shutil.copyfile(index, temp_index)
+        _refuse_nested_repositories(root)
         run_git(root, "add", "-A", index=temp_index)
         out = bytearray()
         with stream_git(root, "diff", "--cached", "--no-color", "--no-ext-diff", "--no-textconv", "HEAD",
@@ -193,6 +208,7 @@ def git_commit(root: Path, message: str, trailers: dict[str, str]) -> str:
         raise WorkspaceError("the commit message must not be empty")
     if any(not _TRAILER_KEY.match(key) or "\n" in str(value) for key, value in trailers.items()):
         raise WorkspaceError("invalid commit trailer")
+    _refuse_nested_repositories(root)
     run_git(root, "add", "-A")
     if run_git(root, "diff", "--cached", "--quiet", check=False).returncode == 0:
         return f"nothing to commit: no changes since {short_head(root)} on {_branch(root)}"

@@ -17,7 +17,7 @@ _CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_f
 
 
 def wants_json() -> bool:
-    return request.path.startswith(("/api/", "/health/", "/metrics")) or request.accept_mimetypes.best == \
+    return request.path.startswith(("/api/", "/health/", "/metrics", "/ws/")) or request.accept_mimetypes.best == \
         "application/json"
 
 
@@ -47,7 +47,10 @@ def register_error_handlers(app: Flask) -> None:
             message = f"{request.method} is not allowed on {request.path}"
         elif exc.code == 413:
             message = "request body is too large"
-        return _json(exc.code or 400, message)
+        response, status = _json(exc.code or 400, message)
+        if allow := getattr(exc, "valid_methods", None):  # a 405 must say what is allowed (RFC 9110)
+            response.headers["Allow"] = ", ".join(allow)
+        return response, status
 
     @app.errorhandler(IntegrityError)
     def integrity_error(exc: IntegrityError):

@@ -9,13 +9,14 @@ from sqlalchemy import text
 
 from app.extensions import db
 from app.models import utcnow
-from app.services import ralph
+from app.services import ralph, sandbox
+from app.web.api import responses as r
 from app.web.api.routing import route
 
 bp = Blueprint("health", __name__)
 
 
-@route(bp, "/health/live", permission=None, tag="health", summary="The web process is up")
+@route(bp, "/health/live", permission=None, tag="health", summary="The web process is up", response=r.Live)
 def live():
     return {"status": "ok"}
 
@@ -30,7 +31,7 @@ def _check(probe) -> dict:
 
 
 @route(bp, "/health/ready", permission=None, tag="health",
-       summary="Database and Redis reachable (503 when one is not)")
+       summary="Database and Redis reachable (503 when one is not)", response=r.Ready, other_statuses=(503,))
 def ready():
     def database() -> None:
         db.session.execute(text("SELECT 1"))
@@ -41,7 +42,10 @@ def ready():
 
     checks = {"database": _check(database), "redis": _check(redis)}
     ok = all(c["ok"] for c in checks.values())
-    return {"status": "ok" if ok else "unavailable", "checks": checks, "ralph": _ralph()}, 200 if ok else 503
+    cfg = current_app.config
+    policy = sandbox.SandboxPolicy.from_settings(cfg["SANDBOX"], cfg["SANDBOX_NETWORK"], cfg["SANDBOX_UID"])
+    return {"status": "ok" if ok else "unavailable", "checks": checks, "ralph": _ralph(),
+            "sandbox": sandbox.describe(policy)}, 200 if ok else 503  # the sandbox is informational
 
 
 def _ralph() -> dict:

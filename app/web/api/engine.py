@@ -1,11 +1,10 @@
-"""JSON routes around the engine: a bead's step timeline and runs, redispatch, decisions, the event buffer."""
+"""JSON routes around the engine: a bead's step timeline and runs, redispatch, decisions."""
 from __future__ import annotations
-
-from flask import current_app
 
 from app.services import beads as bead_service
 from app.services import decisions, runs
 from app.services.errors import Conflict
+from app.web.api import responses as r
 from app.web.api import schemas as s
 from app.web.api.routing import actor_name, bp, paged, route
 from workers.dispatch import request_dispatch
@@ -14,20 +13,21 @@ ONE = "/beads/<id:bead_id>"
 
 
 @route(bp, ONE + "/steps", permission="beads:read", tag="beads", query=s.Page,
-       summary="The action-loop timeline: every LLM turn with its actions and results")
+       summary="The action-loop timeline: every LLM turn with its actions and results", response=r.page_of(r.Step))
 def list_steps(bead_id: int, query: s.Page):
     items, total = runs.list_steps(bead_id, query.limit, query.offset)
     return paged([step.to_dict() for step in items], total, query)
 
 
-@route(bp, ONE + "/runs", permission="beads:read", tag="beads", query=s.Page, summary="A bead's runs")
+@route(bp, ONE + "/runs", permission="beads:read", tag="beads", query=s.Page, summary="A bead's runs",
+       response=r.page_of(r.Run))
 def list_runs(bead_id: int, query: s.Page):
     items, total = runs.list_runs(bead_id, query.limit, query.offset)
     return paged([run.to_dict() for run in items], total, query)
 
 
 @route(bp, ONE + "/redispatch", methods=("POST",), permission="beads:write", tag="beads", body=s.Reason,
-       summary="Put a bead back in the queue now (releases an in-progress or blocked bead)")
+       summary="Put a bead back in the queue now (releases an in-progress or blocked bead)", response=r.Bead)
 def redispatch(bead_id: int, body: s.Reason):
     bead = bead_service.get_bead(bead_id)
     if bead.status == "closed":
@@ -39,7 +39,7 @@ def redispatch(bead_id: int, body: s.Reason):
 
 
 @route(bp, "/decisions", permission="decisions:read", tag="decisions", query=s.DecisionFilters,
-       summary="Decisions waiting for a person (status=closed for decided ones)")
+       summary="Decisions waiting for a person (status=closed for decided ones)", response=r.page_of(r.Bead))
 def list_decisions(query: s.DecisionFilters):
     items, total = decisions.list_decisions(status=query.status, project_id=query.project_id,
                                             limit=query.limit, offset=query.offset)
@@ -47,17 +47,22 @@ def list_decisions(query: s.DecisionFilters):
 
 
 @route(bp, "/decisions/<id:decision_id>/decide", methods=("POST",), permission="decisions:write",
-       tag="decisions", body=s.Decide, summary="Decide: closes the decision and unblocks the bead that asked")
+       tag="decisions", body=s.Decide, summary="Decide: closes the decision and unblocks the bead that asked",
+       response=r.Bead)
 def decide(decision_id: int, body: s.Decide):
     bead = decisions.decide(decision_id, body.decision, body.rationale, actor_name())
     return bead_service.bead_view(bead)
 
 
-@route(bp, "/events", permission="events:read", tag="events", query=s.EventFilters,
-       summary="Recent events from the ring buffer, oldest first; `since` is the last event id you saw")
-def list_events(query: s.EventFilters):
-    bus = current_app.extensions["loom.bus"]()
-    types = [t.strip() for t in query.type.split(",")] if query.type else None
-    items = bus.history(after=query.since, limit=query.limit, project_id=query.project_id, bead_id=query.bead_id,
-                        types=types)
-    return {"items": items, "total": len(items), "last_id": bus.last_id()}
+@route(bp, ONE + "/escalate", methods=("POST",), permission="beads:write", status=201, tag="decisions",
+       body=s.Escalate, summary="Ask a person to decide: creates a decision bead and blocks this bead on it",
+       response=r.Bead)
+def escalate(bead_id: int, body: s.Escalate):
+    bead = bead_service.get_bead(bead_id)
+    if bead.status == "closed":
+        raise Conflict(f"bead {bead_id} is closed; reopen it first", "status")
+    if bead.type == "decision":
+        raise Conflict("a decision bead cannot be escalated; decide it instead", "type")
+    decision = decisions.escalate(bead_id, body.reason, question=body.question, options=body.options,
+                                  actor=actor_name())
+    return bead_service.bead_view(decision), 201

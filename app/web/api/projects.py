@@ -4,31 +4,34 @@ from __future__ import annotations
 from flask import current_app
 
 from app.services import projects as service
+from app.web.api import responses as r
 from app.web.api import schemas as s
 from app.web.api.routing import bp, paged, route
 
 
-@route(bp, "/projects", permission="projects:read", summary="List projects", tag="projects", query=s.Page)
+@route(bp, "/projects", permission="projects:read", summary="List projects", tag="projects", query=s.Page,
+       response=r.page_of(r.Project))
 def list_projects(query: s.Page):
     items, total = service.list_projects(query.limit, query.offset)
     return paged([p.to_dict() for p in items], total, query)
 
 
 @route(bp, "/projects", methods=("POST",), permission="projects:write", status=201, tag="projects",
-       summary="Create a project (and its default team of agents)", body=s.ProjectCreate)
+       summary="Create a project (and its default team of agents)", body=s.ProjectCreate, response=r.Project)
 def create_project(body: s.ProjectCreate):
     team = [name.strip() for name in current_app.config["DEFAULT_TEAM"].split(",") if name.strip()]
     project = service.create_project(**body.model_dump(), team=team)
     return project.to_dict(), 201
 
 
-@route(bp, "/projects/<id:project_id>", permission="projects:read", summary="Get a project", tag="projects")
+@route(bp, "/projects/<id:project_id>", permission="projects:read", summary="Get a project", tag="projects",
+       response=r.Project)
 def get_project(project_id: int):
     return service.get_project(project_id).to_dict()
 
 
 @route(bp, "/projects/<id:project_id>", methods=("PATCH",), permission="projects:write", tag="projects",
-       summary="Update a project", body=s.ProjectUpdate)
+       summary="Update a project", body=s.ProjectUpdate, response=r.Project)
 def update_project(project_id: int, body: s.ProjectUpdate):
     return service.update_project(project_id, body.given()).to_dict()
 

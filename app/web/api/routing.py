@@ -1,8 +1,9 @@
-"""One place where every route declares its permission, body, query and summary.
+"""One place where every route declares its permission, body, query, answer and summary.
 
 `route()` registers a view on a blueprint and records a RouteSpec. The wrapper authenticates,
 checks the permission, parses and validates the JSON body and query string with pydantic, and
-calls the view with `body=` / `query=`. The same specs build the OpenAPI document and let tests
+calls the view with `body=` / `query=`. `response=` names the model of the success answer
+(app/web/api/responses; none for 204). The same specs build the OpenAPI document and let tests
 walk every route.
 """
 from __future__ import annotations
@@ -35,6 +36,9 @@ class RouteSpec:
     query: type[BaseModel] | None = None
     status: int = 200
     extra: dict = field(default_factory=dict)
+    response: type[BaseModel] | None = None  # the success answer's model; None only for 204
+    other_statuses: tuple[int, ...] = ()  # more statuses answering the same model (201 when a PUT creates)
+    media_type: str = "application/json"  # "text/event-stream" for server-sent event streams
 
 
 ROUTES: list[RouteSpec] = []
@@ -49,13 +53,19 @@ def _body_error(exc: PydanticError) -> ValidationError:
     return ValidationError(f"{where}: {message}" if where else message, where)
 
 
+def json_number(text: str) -> int | float:
+    """JSON has one number type: `2.0` is the integer 2 (as JSON Schema's `integer` says), `2.5` is not."""
+    value = float(text)
+    return int(value) if value.is_integer() else value
+
+
 def parse_body(model: type[BaseModel]) -> BaseModel:
     raw = request.get_data(cache=True)
     if not raw.strip():
         payload: Any = {}
     else:
         try:
-            payload = json.loads(raw)
+            payload = json.loads(raw, parse_float=json_number)
         except (ValueError, UnicodeDecodeError) as exc:
             raise ServiceError(f"request body is not valid JSON: {exc}", "body", code="bad_json") from None
     if not isinstance(payload, dict):
@@ -76,9 +86,14 @@ def parse_query(model: type[BaseModel]) -> BaseModel:
 
 def route(blueprint: Blueprint, rule: str, *, methods: tuple[str, ...] = ("GET",), permission: str | None,
           summary: str, tag: str, body: type[BaseModel] | None = None, query: type[BaseModel] | None = None,
-          status: int = 200, **extra: Any) -> Callable:
+          status: int = 200, response: type[BaseModel] | None = None, other_statuses: tuple[int, ...] = (),
+          media_type: str = "application/json", **extra: Any) -> Callable:
     """Register a JSON route. `permission=None` marks it public (stated, not forgotten);
-    `public_when="SETTING"` (in extra) makes it public while that boolean setting is on."""
+    `public_when="SETTING"` (in extra) makes it public while that boolean setting is on.
+
+    `response` is the model of the `status` answer (and of `other_statuses`); every route but a 204 has one.
+    A server-sent event stream says `media_type="text/event-stream"` with `response=r.EventStream`.
+    """
     public_when = extra.get("public_when")
 
     def decorator(view: Callable) -> Callable:
@@ -98,7 +113,7 @@ def route(blueprint: Blueprint, rule: str, *, methods: tuple[str, ...] = ("GET",
         full_rule = (blueprint.url_prefix or "") + rule
         for method in methods:
             ROUTES.append(RouteSpec(f"{blueprint.name}.{endpoint}", full_rule, method, permission, summary, tag,
-                                    body, query, status, extra))
+                                    body, query, status, extra, response, other_statuses, media_type))
         return wrapper
 
     return decorator

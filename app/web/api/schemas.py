@@ -1,9 +1,10 @@
 """Request bodies and query strings of the JSON API as pydantic models (also the OpenAPI schemas)."""
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from app.bus import EVENT_ID_PATTERN
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 Id = Annotated[int, Field(ge=1, le=2_147_483_647)]
 Priority = Annotated[int, Field(ge=0, le=3, description="0 = P0 (highest) .. 3 = P3")]
@@ -17,6 +18,9 @@ GitStrategy = Literal["direct", "branch"]
 Role = Literal["admin", "user", "viewer", "service"]
 
 
+NO_NUL = "^[^\\x00]*$"
+
+
 def _no_nul(value: Any) -> Any:
     if isinstance(value, str) and "\x00" in value:
         raise ValueError("must not contain NUL characters")
@@ -26,10 +30,42 @@ def _no_nul(value: Any) -> Any:
     return value
 
 
-class Body(BaseModel):
-    """JSON bodies: strict types (no "2" for 2), unknown fields refused, no NUL characters."""
+def _document_no_nul(schema: dict) -> None:
+    """The documented side of `_no_nul`: every free-text field (or list item) matches NO_NUL."""
+    for prop in schema.get("properties", {}).values():
+        for option in prop.get("anyOf", [prop]):
+            target = option.get("items", {}) if option.get("type") == "array" else option
+            if target.get("type") == "string" and "pattern" not in target and "enum" not in target \
+                    and "const" not in target:
+                target["pattern"] = NO_NUL
 
-    model_config = ConfigDict(strict=True, extra="forbid")
+
+def _document_body(schema: dict, model: type[Body]) -> None:
+    """...and `not_null` fields are documented as optional but never null."""
+    _document_no_nul(schema)
+    for name in model.not_null:
+        prop = schema["properties"][name]
+        options = [option for option in prop.pop("anyOf") if option != {"type": "null"}]
+        prop.pop("default", None)
+        if len(options) == 1:
+            prop.update(options[0])
+        else:
+            prop["anyOf"] = options
+
+
+class Body(BaseModel):
+    """JSON bodies: strict types (no "2" for 2), unknown fields refused, no NUL characters, and no null for
+    the fields in `not_null` (PATCH fields that may be left out but have no "nothing" value)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", json_schema_extra=_document_body)
+    not_null: ClassVar[frozenset[str]] = frozenset()
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _null_only_where_meant(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None and info.field_name in cls.not_null:
+            raise ValueError("must not be null (leave the field out to keep its value)")
+        return value
 
     @field_validator("*")
     @classmethod
@@ -44,7 +80,7 @@ class Body(BaseModel):
 class Query(BaseModel):
     """Query strings: values arrive as text and are coerced; unknown parameters are refused."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_document_no_nul)
 
     @field_validator("*")
     @classmethod
@@ -107,6 +143,8 @@ class ProjectCreate(Body):
 
 
 class ProjectUpdate(Body):
+    not_null: ClassVar[frozenset[str]] = frozenset({"name", "description", "default_branch", "git_strategy",
+                                                    "dedicated"})
     name: Name | None = None
     description: LongText | None = None
     git_repo: Annotated[str, Field(min_length=1, max_length=1000)] | None = None
@@ -129,6 +167,7 @@ class BeadCreate(Body):
 
 
 class BeadUpdate(Body):
+    not_null: ClassVar[frozenset[str]] = frozenset({"title", "priority", "type"})
     title: Title | None = None
     description: LongText | None = None
     priority: Priority | None = None
@@ -182,6 +221,7 @@ class AgentCreate(Body):
 
 
 class AgentUpdate(Body):
+    not_null: ClassVar[frozenset[str]] = frozenset({"name", "persona"})
     name: Name | None = None
     persona: Annotated[str, Field(min_length=1, max_length=64)] | None = None
     role: Annotated[str, Field(max_length=100)] | None = None
@@ -210,6 +250,7 @@ class ProviderCreate(Body):
 
 
 class ProviderUpdate(Body):
+    not_null: ClassVar[frozenset[str]] = frozenset({"name", "endpoint"})
     name: Name | None = None
     endpoint: Annotated[str, Field(min_length=1, max_length=1000)] | None = None
     model: Annotated[str, Field(max_length=200)] | None = None
@@ -219,6 +260,13 @@ class ProviderUpdate(Body):
 # --- system
 class ConfigValue(Body):
     value: bool | int
+
+
+class LogStreamFilters(Query):
+    bead_id: Id | None = None
+    since: Annotated[str, Field(pattern=EVENT_ID_PATTERN)] | None = None
+    max_seconds: Annotated[float, Field(gt=0, le=86_400, description="end the stream after this many seconds")
+                           ] | None = None
 
 
 class LogFilters(Page):
@@ -233,6 +281,12 @@ class DecisionFilters(Page):
     project_id: Id | None = None
 
 
+class Escalate(Body):
+    reason: Annotated[str, Field(min_length=1, max_length=500)]
+    question: Annotated[str, Field(max_length=4000)] | None = None
+    options: Annotated[list[Annotated[str, Field(min_length=1, max_length=500)]], Field(max_length=10)] | None = None
+
+
 class Decide(Body):
     decision: Annotated[str, Field(min_length=1, max_length=4000)]
     rationale: Annotated[str, Field(max_length=8000)] | None = None
@@ -242,5 +296,15 @@ class EventFilters(Query):
     project_id: Id | None = None
     bead_id: Id | None = None
     type: Annotated[str, Field(max_length=500)] | None = None
-    since: Annotated[str, Field(pattern=r"^\d{1,20}-\d{1,20}$")] | None = None
+    since: Annotated[str, Field(pattern=EVENT_ID_PATTERN)] | None = None
     limit: int = Field(100, ge=1, le=1000)
+
+
+class StreamFilters(Query):
+    project_id: Id | None = None
+    bead_id: Id | None = None
+    type: Annotated[str, Field(max_length=500, description="comma-separated event types; `bead.*` matches a family")
+                    ] | None = None
+    since: Annotated[str, Field(pattern=EVENT_ID_PATTERN)] | None = None
+    max_seconds: Annotated[float, Field(gt=0, le=86_400, description="end the stream after this many seconds")
+                           ] | None = None

@@ -1,0 +1,103 @@
+"""`/ws/events`: the live event stream over a websocket (flask-sock), authenticated like the UI or the API.
+
+The handshake is refused (401/403 JSON, before any upgrade) without the `events:read` permission, and a
+cookie-authenticated handshake must come from our own origin (no cross-site websocket hijacking).
+Clients send `{"subscribe": {"project_id"?, "bead_id"?, "types"?: [...]}}` to narrow the stream and may
+connect with `?since=<last event id>` to get what they missed first.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from flask import Blueprint, current_app, g, jsonify, request
+from simple_websocket import ConnectionClosed
+
+from app.bus import valid_event_id
+from app.bus_live import KEEPALIVE, Filter
+from app.extensions import db, sock
+from app.services.errors import ServiceError
+from app.web.security import current_principal, granted_permissions
+
+bp = Blueprint("ws", __name__)
+log = logging.getLogger("loom.ws")
+PERMISSION = "events:read"
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    endpoint: str
+    rule: str
+    method: str
+    permission: str
+
+
+WS_ROUTES = [StreamSpec("ws.events", "/ws/events", "GET", PERMISSION)]
+
+
+def _same_origin() -> bool:
+    origin = request.headers.get("Origin")
+    if origin is None:  # not a browser: browsers always send Origin on websocket handshakes
+        return True
+    allowed = {request.host_url.rstrip("/")} | set(current_app.config["ALLOWED_ORIGINS"])
+    parts = urlsplit(origin)
+    return f"{parts.scheme}://{parts.netloc}" in {a.rstrip("/") for a in allowed}
+
+
+def _refuse(status: int, code: str, message: str):
+    return jsonify({"error": {"code": code, "message": message}}), status
+
+
+@bp.before_request
+def authenticate_handshake():
+    """Runs before the upgrade: the caller needs events:read; cookie callers must be same-origin."""
+    try:
+        user = current_principal()
+    except ServiceError as exc:
+        return jsonify(exc.to_dict()), exc.status
+    if user is None:
+        return _refuse(401, "unauthorized", "authentication required: log in or send Authorization: Bearer <key>")
+    if PERMISSION not in granted_permissions(user):
+        return _refuse(403, "forbidden", f"lacks the permission {PERMISSION}")
+    if not g.get("via_header") and not _same_origin():
+        return _refuse(403, "bad_origin", "cross-origin websocket refused")
+    g.stream_user_id = user.id
+    db.session.remove()  # hold no database connection for the life of the socket
+    return None
+
+
+def _apply_message(text: str | bytes | None, sub) -> None:
+    try:
+        message = json.loads(text) if text else None
+    except ValueError:
+        return
+    if isinstance(message, dict) and "subscribe" in message:
+        sub.filter = Filter.parse(message["subscribe"])
+
+
+@sock.route("/ws/events", bp=bp)
+def events(ws) -> None:
+    hub = current_app.extensions["loom.hub"]()
+    since = request.args.get("since") or None
+    if since is not None and not valid_event_id(since):
+        since = None
+    with hub.subscription(g.stream_user_id, Filter()) as sub:
+        ws.send(json.dumps({"id": None, "type": "stream.hello", "data": {"since": since}}))
+        try:
+            for item in hub.stream(sub, since):
+                if item is KEEPALIVE:
+                    ws.send('{"id":null,"type":"stream.keepalive","data":{}}')
+                elif item is not None:
+                    ws.send(item)
+                while True:  # subscription changes from the client, without waiting
+                    incoming = ws.receive(timeout=0)
+                    if incoming is None:
+                        break
+                    _apply_message(incoming, sub)
+                if not ws.connected:
+                    return
+        except ConnectionClosed:
+            return
+
