@@ -44,6 +44,12 @@ DEFAULTS: dict[str, tuple[Any, type]] = {
     "MAX_RESUMES": (3, int),  # Ralph resumes a run this often before reopening the bead
     "MAX_DISPATCHES": (10, int),  # a bead dispatched this often without finishing is blocked for triage
     "AUTO_DISPATCH": (True, bool),  # events wake the dispatcher (tests of the API alone turn it off)
+    "LOG_FORMAT": ("text", str),  # text (one readable line) or json (one object a line, for log shippers)
+    "METRICS_PUBLIC": (False, bool),  # GET /metrics without a credential (else it needs system:read)
+    "METRICS_CACHE_SECONDS": (5.0, float),  # a scrape within this of the last one gets the same text
+    "WEB_WORKERS": (1, int),  # gunicorn processes (gunicorn.conf.py)
+    "WEB_THREADS": (32, int),  # threads per gunicorn process: each open websocket or SSE stream holds one
+    "WORKER_CONCURRENCY": (20, int),  # threads of a Celery worker (each runs one bead loop step at a time)
     "MOTIVATIONS_INTERVAL": (30.0, float),  # seconds between motivation ticks (the shortest interval motivation)
     "SANDBOX": ("auto", str),  # commands in Linux namespaces: auto (when possible), strict (or refuse), off
     "SANDBOX_NETWORK": ("none", str),  # network of sandboxed commands: none (loopback only) or host
@@ -117,7 +123,9 @@ def celery_settings(cfg: dict) -> dict:
         # every worker knows every task
         "imports": ("workers.loop", "workers.dispatch", "workers.maintenance", "workers.motivations"),
         "worker_hijack_root_logger": False,
+        "worker_concurrency": cfg["WORKER_CONCURRENCY"],
         "beat_schedule": build_schedule(cfg["RALPH_INTERVAL"], cfg["HEALTH_INTERVAL"], cfg["MOTIVATIONS_INTERVAL"]),
+        "beat_schedule_filename": str(Path(cfg["DATA_DIR"]) / "celerybeat-schedule"),
         "timezone": "UTC",
     }
 
@@ -135,7 +143,11 @@ def engine_options(url: str) -> dict:
         # Threads of one web process share the file; wait for the writer instead of failing.
         return {"connect_args": {"timeout": 30, "check_same_thread": False}}
     # Threads (web or worker) share the pool; keep the connections instead of reopening overflow ones.
-    return {"pool_pre_ping": True, "pool_size": 40, "max_overflow": 10, "pool_timeout": 60}
+    # prepare_threshold=None: psycopg never prepares statements server-side (by default it does after 5
+    # runs of a query), so the same URL works through PgBouncer in transaction pooling, where each
+    # transaction may land on another server connection that lacks the prepared statement.
+    return {"pool_pre_ping": True, "pool_size": 40, "max_overflow": 10, "pool_timeout": 60,
+            "connect_args": {"prepare_threshold": None}}
 
 
 def _persistent_secret(data_dir: Path) -> str:

@@ -1,7 +1,6 @@
 """Loom's application factory: layered config, extensions, blueprints, Celery."""
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
@@ -17,7 +16,8 @@ from app.bus_live import EventHub
 from app.commands import cli as loom_cli
 from app.config import load_config
 from app.extensions import celery_init_app, db, login_manager, migrate, sock
-from app.web import api, auth, health, ui, ws
+from app.logging_setup import configure_logging
+from app.web import api, auth, health, metrics, ui, ws
 from app.web.converters import IdConverter
 from app.web.errors import register_error_handlers
 from workers.dispatch import on_event as dispatch_hook
@@ -32,7 +32,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.update(load_config(config))
     app.json.sort_keys = False  # answers keep the field order the code gives them
     Path(app.config["DATA_DIR"]).mkdir(parents=True, exist_ok=True)
-    logging.getLogger("loom").setLevel(app.config["LOG_LEVEL"].upper())
+    configure_logging(app.config["LOG_LEVEL"], app.config["LOG_FORMAT"],
+                      secrets=(app.config["SECRET_KEY"], app.config["PROVIDER_API_KEY"], app.config["ADMIN_PASSWORD"]))
 
     app.url_map.converters["id"] = IdConverter
     db.init_app(app)
@@ -78,6 +79,7 @@ def _init_redis(app: Flask) -> None:
 def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(api.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(metrics.bp)
     app.register_blueprint(ui.bp)
     app.register_blueprint(ws.bp)
     auth.init_login(app)

@@ -41,33 +41,40 @@ def _in_ci() -> bool:
 CHROMIUM = os.environ.get("LOOM_TEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 
 
-def _missing_tools() -> set[str]:
-    """Markers whose tools this machine lacks (CI must have them all: it fails instead of leaving tests out)."""
-    missing = set()
-    if not glob.glob("/usr/lib/postgresql/*/bin/initdb"):
-        missing.add("needs_postgres_server")
-    if not os.path.exists(CHROMIUM):
-        missing.add("browser")
-    return missing
+def pgbouncer_binary() -> str | None:
+    return shutil.which("pgbouncer") or next((p for p in ("/usr/sbin/pgbouncer", "/usr/bin/pgbouncer")
+                                               if os.path.exists(p)), None)
+
+
+def _left_out_because(item) -> str | None:
+    """Why this machine cannot run the item, or None. CI runs everything (and fails when a tool is
+    missing); only a PostgreSQL-only test is left out of the SQLite pass."""
+    in_ci = _in_ci()
+    if item.get_closest_marker("needs_postgres_server") and not in_ci \
+            and not glob.glob("/usr/lib/postgresql/*/bin/initdb"):
+        return "no PostgreSQL server binaries; CI runs it"
+    if item.get_closest_marker("browser") and not in_ci and not os.path.exists(CHROMIUM):
+        return "no Chromium; CI runs it"
+    if item.get_closest_marker("needs_pgbouncer"):
+        if not os.environ.get("LOOM_TEST_DATABASE_URL", "").startswith("postgres"):
+            return "PgBouncer needs PostgreSQL as the test database; the PostgreSQL pass runs it"
+        if not in_ci and pgbouncer_binary() is None:
+            return "no pgbouncer binary (apt-get install pgbouncer); CI runs it"
+    return None
 
 
 def pytest_collection_modifyitems(config, items):
-    """Outside CI, a machine without PostgreSQL's server binaries or without Chromium cannot run some tests:
-    leave them out and say so (CI always runs them, and fails when a tool is missing)."""
-    missing = set() if _in_ci() else _missing_tools()
-    if not missing:
-        return
-    dropped = [item for item in items if any(item.get_closest_marker(m) for m in missing)]
-    if dropped:
-        config.hook.pytest_deselected(items=dropped)
-        items[:] = [item for item in items if item not in dropped]
-        config.loom_left_out = [item.nodeid for item in dropped]
+    """Leave out, and say so, what this machine cannot run (see _left_out_because)."""
+    reasons = {item.nodeid: why for item in items if (why := _left_out_because(item))}
+    if reasons:
+        config.hook.pytest_deselected(items=[item for item in items if item.nodeid in reasons])
+        items[:] = [item for item in items if item.nodeid not in reasons]
+        config.loom_left_out = reasons
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    for nodeid in getattr(config, "loom_left_out", []):
-        terminalreporter.write_line(f"NOT RUN here (no PostgreSQL server binaries or no Chromium; CI runs it): "
-                                    f"{nodeid}")
+    for nodeid, why in getattr(config, "loom_left_out", {}).items():
+        terminalreporter.write_line(f"NOT RUN here ({why}): {nodeid}")
 
 
 def free_port() -> int:
@@ -271,8 +278,8 @@ _engine_numbers = itertools.cycle(range(1, 15))  # Redis databases 1-14; each en
 
 def fresh_database(base_url: str, name: str, tmp: Path) -> str:
     """A new empty database next to the primary one (PostgreSQL), or a new SQLite file."""
-    if not base_url.startswith("postgresql"):
-        return f"sqlite:///{tmp / (name + '.db')}"
+    if not base_url.startswith("postgresql"):  # (a SQLite base's "database" is a path: keep its file name only)
+        return f"sqlite:///{tmp / (Path(name).name + '.db')}"
     url = sa.engine.make_url(base_url.replace("postgresql+psycopg://", "postgresql://"))
     admin = sa.create_engine(url.set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:

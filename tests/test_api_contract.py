@@ -34,7 +34,8 @@ def undocumented_answers(doc: dict) -> list[str]:
                 problems.append(f"{label}: no success status")
             for code, answer in successes.items():
                 content = answer.get("content", {})
-                schema = (content.get("application/json") or content.get("text/event-stream") or {}).get("schema")
+                schema = (content.get("application/json") or content.get("text/event-stream")
+                          or content.get("text/plain") or {}).get("schema")
                 if code == "204" and "content" in answer:
                     problems.append(f"{label}: a 204 answer documents a body")
                 elif code != "204" and not schema:

@@ -73,7 +73,7 @@ def test_document_lists_every_route(app, doc):
     documented = {(re.sub(r"\{(\w+)\}", r"<\1>", p), m.upper()) for p, m, _ in _paths(doc)}
     served = set()
     for rule in app.url_map.iter_rules():
-        if rule.rule.startswith(("/api/", "/health/")):
+        if rule.rule.startswith(("/api/", "/health/", "/metrics")):
             for method in rule.methods - {"HEAD", "OPTIONS"}:
                 served.add((re.sub(r"<(?:[^:>]+:)?(\w+)>", r"<\1>", rule.rule), method))
     assert documented == served

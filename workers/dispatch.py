@@ -8,6 +8,7 @@ from celery import shared_task
 from kombu.exceptions import OperationalError as BrokerUnavailable
 from flask import current_app
 
+from app.logging_setup import log_context
 from app.services import dispatch as dispatch_service
 from app.services import provider_health
 from workers.loop import enqueue_step, loop_settings, send
@@ -55,5 +56,7 @@ def dispatch() -> list[tuple[int, int]]:
     finally:
         lock.release()
     for run_id, project_id in started:
-        enqueue_step(run_id, project_id)
+        with log_context(run_id=run_id, project_id=project_id):
+            log.info("run %s started: first step queued", run_id)
+            enqueue_step(run_id, project_id)
     return started

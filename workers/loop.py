@@ -6,10 +6,12 @@ import logging
 from celery import shared_task
 from kombu.exceptions import OperationalError as BrokerUnavailable
 from flask import current_app
+from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
 from app.extensions import db
-from app.models import Project
+from app.logging_setup import log_context
+from app.models import Project, Run
 from app.services import llm_clients
 from app.services import loop as loop_service
 from app.services.errors import ServiceError
@@ -41,10 +43,22 @@ def queue_for(project_id: int | None) -> str:
 PUBLISH_RETRY = {"max_retries": 10, "interval_start": 0.5, "interval_step": 1.0, "interval_max": 5.0}
 
 
+# How Flower, `celery inspect` and the worker log show a task's arguments: named, e.g. `run_id=12`.
+ARG_NAMES = {"loom.step": ("run_id",), "loom.start_run": ("bead_id", "agent_id")}
+
+
+def args_repr(task_name: str, args: tuple) -> str:
+    names = ARG_NAMES.get(task_name, ())
+    if len(names) != len(args):
+        return repr(tuple(args))
+    return ", ".join(f"{name}={value!r}" for name, value in zip(names, args, strict=True))
+
+
 def send(task_name: str, args: tuple = (), queue: str = "default", countdown: float | None = None) -> None:
     """Enqueue through this Flask app's own Celery app (never a process-global default)."""
     current_app.extensions["celery"].send_task(task_name, args=args, queue=queue, countdown=countdown,
-                                               retry=True, retry_policy=PUBLISH_RETRY)
+                                               retry=True, retry_policy=PUBLISH_RETRY,
+                                               argsrepr=args_repr(task_name, args))
 
 
 def enqueue_step(run_id: int, project_id: int | None, delay_s: float = 0.0) -> None:
@@ -54,33 +68,52 @@ def enqueue_step(run_id: int, project_id: int | None, delay_s: float = 0.0) -> N
 @shared_task(name="loom.start_run", ignore_result=True)
 def start_run(bead_id: int, agent_id: int) -> int | None:
     """Claim a bead for an agent and start its loop (a no-op when the claim is lost)."""
-    try:
-        run = loop_service.start_run(bead_id, agent_id, loop_settings())
-    except ServiceError as exc:
-        log.info("start_run(%s, %s) refused: %s", bead_id, agent_id, exc.message)
-        return None
-    enqueue_step(run.id, run.project_id)
-    return run.id
+    with log_context(bead_id=bead_id, agent_id=agent_id):
+        try:
+            run = loop_service.start_run(bead_id, agent_id, loop_settings())
+        except ServiceError as exc:
+            log.info("start_run(%s, %s) refused: %s", bead_id, agent_id, exc.message)
+            return None
+        enqueue_step(run.id, run.project_id)
+        return run.id
 
 
 @shared_task(name="loom.step", bind=True, ignore_result=True, max_retries=8)
 def step(self, run_id: int) -> str | None:
     """One LLM turn of a run; the next turn is enqueued only after this one is committed."""
+    with log_context(run_id=run_id, task_id=self.request.id):
+        return _step(self, run_id)
+
+
+def _run_ids(run_id: int) -> dict:
+    """The bead, agent and project of a run, for the log lines of its step."""
+    row = db.session.execute(select(Run.bead_id, Run.agent_id, Run.project_id).where(Run.id == run_id)).first()
+    return {"bead_id": row[0], "agent_id": row[1], "project_id": row[2]} if row else {}
+
+
+def _step(task, run_id: int) -> str | None:
+    ids: dict = {}
     try:
-        settings = loop_settings()
-        url, api_key, model = llm_clients.provider_settings(current_app.config)
-        llm = llm_clients.client_for(url, api_key, model, float(current_app.config["STEP_TIMEOUT"]),
-                                     current_app.config["LLM_RETRY_BACKOFF"])
-        outcome = loop_service.run_step(run_id, llm, settings)
+        ids = _run_ids(run_id)
+        with log_context(**ids):
+            settings = loop_settings()
+            url, api_key, model = llm_clients.provider_settings(current_app.config)
+            llm = llm_clients.client_for(url, api_key, model, float(current_app.config["STEP_TIMEOUT"]),
+                                         current_app.config["LLM_RETRY_BACKOFF"])
+            outcome = loop_service.run_step(run_id, llm, settings)
     except OperationalError as exc:  # the database blinked: try the same step again shortly
         db.session.rollback()
-        raise self.retry(exc=exc, countdown=min(60, 2 ** self.request.retries)) from exc
+        raise task.retry(exc=exc, countdown=min(60, 2 ** task.request.retries)) from exc
     except LookupError as exc:  # no provider configured: retry later rather than lose the run
         log.error("run %s waits: %s", run_id, exc)
-        raise self.retry(exc=exc, countdown=30) from exc
-    if outcome.next_step:
-        try:
-            enqueue_step(run_id, outcome.project_id, outcome.delay_s)
-        except BrokerUnavailable as exc:  # the step itself is committed; Ralph resumes the run later
-            log.error("run %s: next step not enqueued (broker unavailable: %s); Ralph will resume it", run_id, exc)
+        raise task.retry(exc=exc, countdown=30) from exc
+    with log_context(**ids):
+        log.info("run %s: step done, %s", run_id,
+                 "next step queued" if outcome.next_step else f"run ended ({outcome.reason})")
+        if outcome.next_step:
+            try:
+                enqueue_step(run_id, outcome.project_id, outcome.delay_s)
+            except BrokerUnavailable as exc:  # the step itself is committed; Ralph resumes the run later
+                log.error("run %s: next step not enqueued (broker unavailable: %s); Ralph will resume it",
+                          run_id, exc)
     return outcome.reason

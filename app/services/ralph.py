@@ -10,10 +10,13 @@ Every action is a log entry and a `ralph.action` event.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import redis
+from flask import current_app
 from sqlalchemy import select, update
 
 from app.extensions import db
@@ -23,6 +26,8 @@ from app.services.events import emit
 from app.services.logs import record_log
 
 HEARTBEAT_KEY = "loom:ralph:heartbeat"
+ACTIONS_KEY = "loom:metrics:ralph_actions"  # kind -> count, for loom_ralph_actions_total
+log = logging.getLogger("loom.ralph")
 BATCH = 500
 
 
@@ -39,8 +44,14 @@ class RalphSettings:
 def _action(kind: str, message: str, *, project_id: int | None = None, bead_id: int | None = None,
             agent_id: int | None = None) -> None:
     record_log("WARNING", "ralph", message, project_id=project_id, bead_id=bead_id, agent_id=agent_id)
+    log.warning("ralph %s: %s", kind, message, extra={"project_id": project_id, "bead_id": bead_id,
+                                                       "agent_id": agent_id})
     emit("ralph.action", project_id=project_id, bead_id=bead_id, agent_id=agent_id,
          data={"action": kind, "message": message})
+    try:
+        current_app.extensions["loom.redis"]().hincrby(ACTIONS_KEY, kind, 1)
+    except redis.RedisError as exc:  # a lost count never stops Ralph
+        log.warning("ralph action %s not counted (Redis unavailable: %s)", kind, exc)
 
 
 def reset_zombie_agents(now: datetime, settings: RalphSettings) -> list[int]:

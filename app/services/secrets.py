@@ -8,6 +8,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import current_app
 
+from app.logging_setup import remember_secret
+
 PREFIX = "enc:v1:"
 
 
@@ -29,8 +31,11 @@ def decrypt_secret(stored: str | None, secret_key: str | None = None) -> str | N
     if not stored:
         return None
     if not stored.startswith(PREFIX):
+        remember_secret(stored)  # whatever is decrypted in this process never reaches a log line
         return stored
     try:
-        return _fernet(secret_key or current_app.config["SECRET_KEY"]).decrypt(stored[len(PREFIX):]).decode()
+        value = _fernet(secret_key or current_app.config["SECRET_KEY"]).decrypt(stored[len(PREFIX):]).decode()
     except InvalidToken as exc:
         raise ValueError("a stored secret cannot be decrypted: was LOOM_SECRET_KEY changed?") from exc
+    remember_secret(value)
+    return value

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from functools import wraps
 from typing import Any
 
-from flask import Blueprint, g, request
+from flask import Blueprint, current_app, g, request
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticError
 
@@ -88,18 +88,21 @@ def route(blueprint: Blueprint, rule: str, *, methods: tuple[str, ...] = ("GET",
           summary: str, tag: str, body: type[BaseModel] | None = None, query: type[BaseModel] | None = None,
           status: int = 200, response: type[BaseModel] | None = None, other_statuses: tuple[int, ...] = (),
           media_type: str = "application/json", **extra: Any) -> Callable:
-    """Register a JSON route. `permission=None` marks it public (stated, not forgotten).
+    """Register a JSON route. `permission=None` marks it public (stated, not forgotten);
+    `public_when="SETTING"` (in extra) makes it public while that boolean setting is on.
 
     `response` is the model of the `status` answer (and of `other_statuses`); every route but a 204 has one.
     A server-sent event stream says `media_type="text/event-stream"` with `response=r.EventStream`.
     """
+    public_when = extra.get("public_when")
 
     def decorator(view: Callable) -> Callable:
         endpoint = view.__name__
 
         @wraps(view)
         def wrapper(**kwargs: Any):
-            require(permission)
+            if not (public_when and current_app.config.get(public_when)):
+                require(permission)
             if body is not None:
                 kwargs["body"] = parse_body(body)
             if query is not None:

@@ -6,7 +6,8 @@ keys, so a `to_dict()` that grows a key without its model fails tests/test_api_s
 puts its models in a module of its own here and re-exports them below.
 """
 from app.web.api.responses.auth import ApiKey, ApiKeyCreated, LoginAnswer, Me, SecurityEvent, User
-from app.web.api.responses.base import Absent, EventStream, Id, Json, Ok, Response, ResponseJsonSchema, list_of, page_of
+from app.web.api.responses.base import (Absent, EventStream, Id, Json, Ok, PlainText, Response, ResponseJsonSchema,
+                                        list_of, page_of)
 from app.web.api.responses.motivations import Motivation, MotivationFiring
 from app.web.api.responses.system import ConfigEntry, LogEntry, OpenAPIDocument, Live, Ready, Setting
 from app.web.api.responses.team import Agent, Persona, PersonaSummary, Provider
@@ -15,6 +16,6 @@ from app.web.api.responses.work import Bead, Comment, Event, EventList, Project,
 __all__ = [
     "Absent", "Agent", "ApiKey", "ApiKeyCreated", "Bead", "Comment", "ConfigEntry", "Event", "EventList",
     "EventStream", "Id", "Json", "list_of", "Live", "LogEntry", "LoginAnswer", "Me", "Motivation",
-    "MotivationFiring", "Ok", "OpenAPIDocument", "page_of", "Persona", "PersonaSummary", "Project", "Provider",
-    "Ready", "Response", "ResponseJsonSchema", "Run", "SecurityEvent", "Setting", "Step", "User",
+    "MotivationFiring", "Ok", "OpenAPIDocument", "page_of", "Persona", "PersonaSummary", "PlainText", "Project",
+    "Provider", "Ready", "Response", "ResponseJsonSchema", "Run", "SecurityEvent", "Setting", "Step", "User",
 ]

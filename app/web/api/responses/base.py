@@ -46,6 +46,10 @@ class EventStream(Response):
     """Marks a server-sent event stream (documented as text/event-stream, not as a JSON object)."""
 
 
+class PlainText(Response):
+    """Marks a text answer in the route's own media type (the Prometheus exposition of /metrics)."""
+
+
 class Ok(Response):
     ok: Literal[True]
 
