@@ -1,0 +1,59 @@
+"""JSON routes for analytics: totals and breakdowns, chart series, the request log, export, the price table."""
+from __future__ import annotations
+
+from flask import Response, stream_with_context
+
+from app.services import analytics, pricing
+from app.web.api import analytics_schemas as a
+from app.web.api import schemas as s
+from app.web.api.routing import actor_name, bp, paged, route
+
+MEDIA = {"csv": "text/csv; charset=utf-8", "json": "application/json"}
+
+
+@route(bp, "/analytics/summary", permission="analytics:read", tag="analytics", query=a.SummaryQuery,
+       summary="LLM requests, tokens, cost, errors and latency p50/p95; per project, agent, persona or model")
+def analytics_summary(query: a.SummaryQuery):
+    return analytics.summary(query.filters(), query.group_by)
+
+
+@route(bp, "/analytics/timeseries", permission="analytics:read", tag="analytics", query=a.TimeseriesQuery,
+       summary="The same metrics per time bucket (every bucket present), optionally one series per group")
+def analytics_timeseries(query: a.TimeseriesQuery):
+    return analytics.timeseries(query.filters(), query.bucket, query.group_by)
+
+
+@route(bp, "/analytics/requests", permission="analytics:read", tag="analytics", query=a.RequestFilters,
+       summary="Recorded LLM requests, newest first")
+def analytics_requests(query: a.RequestFilters):
+    items, total = analytics.list_requests(query.filters(), query.limit, query.offset)
+    return paged([row.to_dict() for row in items], total, query)
+
+
+@route(bp, "/analytics/export", permission="analytics:read", tag="analytics", query=a.ExportQuery,
+       summary="Every matching request as CSV (formula-safe) or a JSON array, streamed oldest first")
+def analytics_export(query: a.ExportQuery):
+    chunks = analytics.export(query.filters(), query.format)
+    return Response(stream_with_context(chunks), content_type=MEDIA[query.format],
+                    headers={"Content-Disposition": f'attachment; filename="loom-llm-requests.{query.format}"',
+                             "X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"})
+
+
+@route(bp, "/analytics/prices", permission="analytics:read", tag="analytics", query=s.Page,
+       summary="The price table: USD per million tokens by model pattern (`*` suffix: prefix; longest wins)")
+def list_prices(query: s.Page):
+    items, total = pricing.list_prices(query.limit, query.offset)
+    return paged([row.to_dict() for row in items], total, query)
+
+
+@route(bp, "/analytics/prices/<path:name>", methods=("PUT",), permission="system:admin", tag="analytics",
+       body=a.PriceSet, summary="Set the price of a model name or `prefix*` pattern (new requests only)")
+def put_price(name: str, body: a.PriceSet):
+    return pricing.set_price(name, body.prompt_usd_per_mtok, body.completion_usd_per_mtok, actor_name()).to_dict()
+
+
+@route(bp, "/analytics/prices/<path:name>", methods=("DELETE",), permission="system:admin", tag="analytics",
+       status=204, summary="Remove a price (its models then cost 0 and are flagged unpriced)")
+def delete_price(name: str):
+    pricing.delete_price(name)
+    return "", 204
