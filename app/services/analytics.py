@@ -11,7 +11,8 @@ import json
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
 
 from app.extensions import db
 from app.models import LLMRequest
@@ -83,18 +84,19 @@ def list_requests(filters: Filters, limit: int = 50, offset: int = 0) -> tuple[l
     return list(rows), int(total or 0)
 
 
-def _rows(filters: Filters) -> Iterator[dict]:
-    """Every matching request, oldest first, read in keyset batches (no long-held cursor)."""
+def _rows(filters: Filters, engine: Engine) -> Iterator[dict]:
+    """Every matching request, oldest first, in keyset batches. Each batch has its own short session, so
+    a slow reader holds no connection and the stream needs no Flask context (it runs after the view)."""
     after = 0
     while True:
-        batch = db.session.scalars(filters.apply(select(LLMRequest)).where(LLMRequest.id > after)
-                                   .order_by(LLMRequest.id).limit(EXPORT_BATCH)).all()
+        with Session(engine) as session:
+            batch = [row.to_dict() for row in session.scalars(
+                filters.apply(select(LLMRequest)).where(LLMRequest.id > after).order_by(LLMRequest.id)
+                .limit(EXPORT_BATCH))]
         if not batch:
             return
-        for row in batch:
-            yield row.to_dict()
-        after = batch[-1].id
-        db.session.expunge_all()  # keep memory flat over a long export
+        yield from batch
+        after = batch[-1]["id"]
 
 
 def _safe_cell(value):
@@ -104,11 +106,11 @@ def _safe_cell(value):
     return value
 
 
-def _csv(filters: Filters) -> Iterator[str]:
+def _csv(rows: Iterator[dict]) -> Iterator[str]:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
-    for count, row in enumerate(_rows(filters), 1):
+    for count, row in enumerate(rows, 1):
         writer.writerow([_safe_cell(row[column]) for column in CSV_COLUMNS])
         if count % 200 == 0:
             yield buffer.getvalue()
@@ -117,17 +119,16 @@ def _csv(filters: Filters) -> Iterator[str]:
     yield buffer.getvalue()
 
 
-def _json(filters: Filters) -> Iterator[str]:
+def _json(rows: Iterator[dict]) -> Iterator[str]:
     yield "["
-    for count, row in enumerate(_rows(filters)):
+    for count, row in enumerate(rows):
         yield ("," if count else "") + "\n" + json.dumps(row, ensure_ascii=False)
     yield "\n]\n"
 
 
 def export(filters: Filters, format: str) -> Iterator[str]:
     """The matching requests as CSV (a header row, formula-safe cells) or a JSON array, in chunks."""
-    if format == "csv":
-        return _csv(filters)
-    if format == "json":
-        return _json(filters)
-    raise ValidationError("format must be csv or json", "format")
+    if format not in ("csv", "json"):
+        raise ValidationError("format must be csv or json", "format")
+    rows = _rows(filters, db.engine)
+    return _csv(rows) if format == "csv" else _json(rows)

@@ -1,7 +1,7 @@
 """JSON routes for analytics: totals and breakdowns, chart series, the request log, export, the price table."""
 from __future__ import annotations
 
-from flask import Response, stream_with_context
+from flask import Response
 
 from app.services import analytics, pricing
 from app.web.api import analytics_schemas as a
@@ -34,7 +34,7 @@ def analytics_requests(query: a.RequestFilters):
        summary="Every matching request as CSV (formula-safe) or a JSON array, streamed oldest first")
 def analytics_export(query: a.ExportQuery):
     chunks = analytics.export(query.filters(), query.format)
-    return Response(stream_with_context(chunks), content_type=MEDIA[query.format],
+    return Response(chunks, content_type=MEDIA[query.format],
                     headers={"Content-Disposition": f'attachment; filename="loom-llm-requests.{query.format}"',
                              "X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"})
 

@@ -11,6 +11,7 @@ from app.services.analytics_query import Filters
 from app.web.api.schemas import Body, Id, Page, Query
 
 RELATIVE = re.compile(r"^(\d{1,6})([mhdw])$")
+UNENCODED_PLUS = re.compile(r"(T\d\d:\d\d(?::\d\d(?:\.\d+)?)?) (\d\d:\d\d)$")  # "+01:00" sent unencoded
 UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
@@ -20,7 +21,7 @@ def parse_when(value: object) -> datetime:
         return value if value.tzinfo else value.replace(tzinfo=UTC)
     if not isinstance(value, str):
         raise ValueError("expected a time: ISO 8601 or a span like 24h")
-    text = value.strip()
+    text = UNENCODED_PLUS.sub(r"\1+\2", value.strip())
     relative = RELATIVE.match(text)
     if relative:
         return datetime.now(UTC) - timedelta(**{UNITS[relative.group(2)]: int(relative.group(1))})
