@@ -5,6 +5,8 @@ never recovers it; raising the budget and unblocking lets it finish. Daily limit
 """
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -199,6 +201,27 @@ def test_reservations_count_against_limits_until_settled(ctx, api, budget_projec
     db.session.commit()
     e = budgets.reserve(pid, None, "e", 1, 0.0)
     assert isinstance(e, budgets.Refusal) and e.final and e.spent == 2200 and e.limit_value == 1500
+
+
+def test_concurrent_reservations_never_admit_past_the_limit(app, api, budget_project):
+    """20 calls reserve at once against room for 4 (300 tokens each, limit 1000): the row lock serializes them."""
+    pid = budget_project
+    api.put(f"/api/v1/projects/{pid}/budget", json={"total_tokens": 1000})
+    start = threading.Barrier(20)
+
+    def attempt(n: int) -> bool:
+        with app.app_context():
+            start.wait()
+            try:
+                return isinstance(budgets.reserve(pid, None, f"call{n}", 300, 0.0), budgets.Hold)
+            finally:
+                db.session.remove()
+
+    with ThreadPoolExecutor(20) as pool:
+        admitted = list(pool.map(attempt, range(20)))
+    assert admitted.count(True) == 4  # held before each: 0, 300, 600, 900 < 1000; then 1200 refuses
+    view = api.get(f"/api/v1/projects/{pid}/budget").get_json()
+    assert view["reserved_tokens"] == 1200 and view["spent_tokens"] == 0
 
 
 def test_day_rolls_over_at_utc_midnight(ctx, api, budget_project):
