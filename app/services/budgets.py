@@ -49,7 +49,8 @@ class Refusal:
 
     def message(self) -> str:
         money = self.limit.endswith("_usd")
-        fmt = (lambda v: f"${v:.4f}") if money else (lambda v: f"{int(v)} tokens")
+        fmt = (lambda v: f"${v:.4f}" if v == 0 or v >= 0.001 else f"${v:.3g}") if money else (
+            lambda v: f"{int(v)} tokens")
         where = f"bead {self.bead_id}" if self.scope.startswith("bead:") else f"project {self.project_id}"
         return f"budget exhausted: {where} {self.limit} limit {fmt(self.limit_value)} reached " \
                f"(spent {fmt(self.spent)})"
