@@ -171,6 +171,30 @@ def test_a_redelivered_step_keeps_one_reservation_and_settles_it(make_engine):
     llm.close()
 
 
+def test_a_limit_filled_only_by_calls_in_flight_makes_the_step_wait_not_block(make_engine):
+    engine = make_engine(SPEND_SCRIPT, AUTO_DISPATCH=False)
+    api = Client(engine.app)
+    settings = LoopSettings(data_dir=str(engine.data_dir))
+    llm = LLMClient(engine.llm.url, max_retries=0)
+    with engine.app.app_context():
+        project = api("post", "/projects", json={"name": "in-flight"})
+        bead = api("post", "/beads", json={"project_id": project["id"], "title": "spend-later"})
+        api("put", f"/projects/{project['id']}/budget", json={"total_tokens": 50_000})
+        other = budgets.reserve(project["id"], None, "another-bead.step1", 50_000, 0.0)  # a call in flight
+        agent = api("get", f"/agents?project_id={project['id']}")["items"][0]
+        run = loop.start_run(bead["id"], agent["id"], settings)
+        waited = loop.run_step(run.id, llm, settings)
+        assert (waited.next_step, waited.reason, waited.delay_s) == (True, "budget busy", 5.0)
+        assert engine.llm.requests == [] and api("get", f"/beads/{bead['id']}")["status"] == "in_progress"
+        assert api("get", f"/analytics/requests?bead_id={bead['id']}")["total"] == 0  # nothing was refused
+        budgets.settle(other, 2000, 0.0)  # the other call finished, far under its estimate
+        db.session.commit()
+        assert loop.run_step(run.id, llm, settings).next_step
+        assert len(engine.llm.requests) == 1
+        assert [r["status"] for r in api("get", f"/analytics/requests?bead_id={bead['id']}")["items"]] == ["ok"]
+    llm.close()
+
+
 # --------------------------------------------------------------------------- the ledger, without a worker
 
 @pytest.fixture()
