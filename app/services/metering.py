@@ -39,6 +39,7 @@ class Meter:
     hold: budgets.Hold | None
     refusal: Refusal | None
     started: float
+    source: str = "loop"
 
 
 def _model(llm: LLMClient) -> str:
@@ -55,8 +56,9 @@ def estimate(messages: list[dict], model: str) -> tuple[int, float]:
     return prompt + completion, pricing.cost_usd(model, prompt, completion)
 
 
-def before_call(run: Run, seq: int, messages: list[dict], llm: LLMClient) -> Meter:
-    """Reserve the estimate on the project's and the bead's budgets (key `run<id>.step<seq>`)."""
+def before_call(run: Run, seq: int, messages: list[dict], llm: LLMClient, source: str = "loop") -> Meter:
+    """Reserve the estimate on the project's and the bead's budgets (key `run<id>.step<seq>`); pair turns
+    pass source="pair"."""
     agent = db.session.get(Agent, run.agent_id) if run.agent_id is not None else None
     model = _model(llm)
     tokens, usd = estimate(messages, model)
@@ -64,13 +66,13 @@ def before_call(run: Run, seq: int, messages: list[dict], llm: LLMClient) -> Met
     refused = isinstance(held, Refusal)
     return Meter(run.id, seq, run.project_id, run.bead_id, run.agent_id, agent.persona if agent else None, model,
                  analytics.provider_label(llm.base_url), None if refused else held, held if refused else None,
-                 time.monotonic())
+                 time.monotonic(), source)
 
 
 def _record(meter: Meter, **fields) -> None:
     row = analytics.record_request(project_id=meter.project_id, bead_id=meter.bead_id, agent_id=meter.agent_id,
                                    run_id=meter.run_id, seq=meter.seq, persona=meter.persona,
-                                   provider=meter.provider, commit=False, **fields)
+                                   provider=meter.provider, source=meter.source, commit=False, **fields)
     budgets.settle(meter.hold, row.prompt_tokens + row.completion_tokens, row.cost_usd)
     db.session.commit()
     analytics.announce(row)
@@ -98,7 +100,8 @@ def refuse(meter: Meter) -> str | None:
     budgets.mark_exhausted(refusal)
     row = analytics.record_request(project_id=meter.project_id, bead_id=meter.bead_id, agent_id=meter.agent_id,
                                    run_id=meter.run_id, seq=meter.seq, persona=meter.persona, model=meter.model,
-                                   provider=meter.provider, status="budget", error=reason, commit=False)
+                                   provider=meter.provider, source=meter.source, status="budget", error=reason,
+                                   commit=False)
     db.session.commit()
     analytics.announce(row)
     emit("step.finished", project_id=meter.project_id, bead_id=meter.bead_id, agent_id=meter.agent_id,
