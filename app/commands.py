@@ -9,7 +9,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 from flask_migrate import upgrade
 
-from app.services import beads, projects
+from app.services import beads, pricing, projects
 from app.services.motivation_defaults import ensure_default_motivations
 from app.services.personas import load_builtin_personas
 from app.services.users import ensure_admin
@@ -38,6 +38,8 @@ def init() -> None:
     motivations = ensure_default_motivations()
     if motivations:
         click.echo(f"created default motivations: {', '.join(motivations)}")
+    if pricing.seed_default_prices():
+        click.echo("loaded default model prices (GET /api/v1/analytics/prices)")
     generated = ensure_admin(current_app.config["ADMIN_PASSWORD"])
     if generated:
         # Kept (0600) beside the database so the local launcher can show it again; delete it once changed.

@@ -56,6 +56,8 @@ DEFAULTS: dict[str, tuple[Any, type]] = {
     "SANDBOX_UID": (65534, int),  # the uid (and gid) a root worker runs sandboxed commands as
     "PAIR_HOLD_SECONDS": (3600, int),  # a bead paused for pair programming keeps its claim this long per turn
     "PAIR_WAIT_SECONDS": (10.0, float),  # a pair message waits this long for the loop's current step, then 409
+    "BUDGET_COMPLETION_TOKENS": (4096, int),  # reserved per LLM call for its reply, on top of the prompt estimate
+    "BUDGET_RESERVATION_SECONDS": (1800, int),  # Ralph releases a budget reservation never settled after this
 }
 
 

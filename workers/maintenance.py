@@ -28,7 +28,8 @@ def ralph_settings() -> ralph.RalphSettings:
     return ralph.RalphSettings(lease_seconds=cfg["LEASE_SECONDS"], zombie_seconds=cfg["ZOMBIE_SECONDS"],
                                recover_transient_seconds=cfg["RECOVER_TRANSIENT_SECONDS"],
                                recover_auth_seconds=cfg["RECOVER_AUTH_SECONDS"], max_resumes=cfg["MAX_RESUMES"],
-                               max_dispatches=cfg["MAX_DISPATCHES"])
+                               max_dispatches=cfg["MAX_DISPATCHES"],
+                               reservation_seconds=cfg["BUDGET_RESERVATION_SECONDS"])
 
 
 @shared_task(name="loom.ralph_tick", ignore_result=True)

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from app.cli import (  # noqa: F401  (imported for their side effect: registering commands on `cli`)
     commands_agents,
+    commands_analytics,
     commands_auth,
     commands_beads,
+    commands_budgets,
     commands_motivations,
     commands_pair,
     commands_projects,

@@ -37,6 +37,7 @@ class LLMRequest(db.Model):
     latency_ms: Mapped[float] = mapped_column(Float, default=0.0, nullable=False)
     cost_usd: Mapped[float] = mapped_column(Float, default=0.0, nullable=False)
     estimated: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)  # usage guessed, not reported
+    priced: Mapped[bool] = mapped_column(Boolean, default=True, nullable=False)  # False: no price matched the model
 
     def to_dict(self) -> dict:
         return {"id": self.id, "ts": iso(self.ts), "project_id": self.project_id, "bead_id": self.bead_id,
@@ -44,7 +45,7 @@ class LLMRequest(db.Model):
                 "model": self.model, "provider": self.provider, "source": self.source, "status": self.status,
                 "error": self.error, "prompt_tokens": self.prompt_tokens,
                 "completion_tokens": self.completion_tokens, "latency_ms": self.latency_ms,
-                "cost_usd": self.cost_usd, "estimated": self.estimated}
+                "cost_usd": self.cost_usd, "estimated": self.estimated, "priced": self.priced}
 
 
 class ModelPrice(db.Model):

@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from app.extensions import db
 from app.llm import LLMClient, LLMError, trim_messages
 from app.models import Agent, Bead, Persona, Project, Run, Step, utcnow
-from app.services import beads, bead_graph, prompts, turns, workspace
+from app.services import beads, bead_graph, metering, prompts, turns, workspace
 from app.services.action_parser import MAX_REPLY_CHARS, parse_reply
 from app.services.actions import ActionContext, apply_actions
 from app.services.errors import ServiceError
@@ -145,10 +145,17 @@ def _ask_llm(run: Run, seq: int, llm: LLMClient, settings: LoopSettings) -> Step
     emit("step.started", project_id=run.project_id, bead_id=run.bead_id, agent_id=run.agent_id,
          data={"run_id": run.id, "seq": seq})
     db.session.commit()  # hold no transaction (or pooled connection) while waiting on the LLM
+    meter = metering.before_call(run, seq, messages, llm)  # reserve budget first: refused calls are never made
+    if meter.refusal is not None:
+        if (refused := metering.refuse(meter)) is None:  # only calls in flight fill the budget: wait for them
+            return StepOutcome(True, delay_s=metering.BUSY_RETRY_S, reason="budget busy", project_id=run.project_id)
+        _finish(db.session.get(Run, run.id), "failed", refused)
+        return StepOutcome(False, reason=refused, project_id=run.project_id)
     on_delta = _delta_publisher(run, seq)
     try:
         completion = llm.chat(messages, stream=True, on_delta=on_delta)
     except LLMError as exc:
+        metering.after_error(meter, exc)  # recorded, and the reservation settled at zero
         verdict = record_llm_error(run, seq, exc, budget, settings.error_backoff_s)
         emit("step.finished", project_id=run.project_id, bead_id=run.bead_id, agent_id=run.agent_id,
              data={"run_id": run.id, "seq": seq, "error": {"kind": exc.kind, "message": verdict.reason[:300]}})
@@ -158,6 +165,7 @@ def _ask_llm(run: Run, seq: int, llm: LLMClient, settings: LoopSettings) -> Step
         _finish(db.session.get(Run, run.id), "failed", verdict.reason[:1000])
         return StepOutcome(False, reason=verdict.reason, project_id=run.project_id)
     on_delta.flush()  # type: ignore[attr-defined]
+    metering.after_call(meter, completion)  # the LLMRequest row and the budget settlement, one transaction
     oversize = len(completion.content) > MAX_REPLY_CHARS
     step = Step(run_id=run.id, bead_id=run.bead_id, seq=seq, status="llm_done", request=messages[-1]["content"],
                 attempts=1, claimed_at=utcnow(),

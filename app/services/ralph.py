@@ -4,7 +4,8 @@
 2. beads whose lease expired (their worker died): resume the run from its last applied step, or
    reopen the bead after too many resumes;
 3. block beads that keep being dispatched without finishing, for the triage persona;
-4. retry provider-blocked beads once the provider is healthy again (never budget blocks).
+4. retry provider-blocked beads once the provider is healthy again (never budget blocks);
+5. release budget reservations of LLM calls that never settled (their worker died).
 Every action is a log entry and a `ralph.action` event.
 """
 from __future__ import annotations
@@ -21,7 +22,7 @@ from sqlalchemy import select, update
 
 from app.extensions import db
 from app.models import Agent, Bead, Run, utcnow
-from app.services import beads
+from app.services import beads, budgets
 from app.services.events import emit
 from app.services.logs import record_log
 
@@ -39,6 +40,7 @@ class RalphSettings:
     recover_auth_seconds: int = 7200
     max_resumes: int = 3
     max_dispatches: int = 10
+    reservation_seconds: int = 1800
 
 
 def _action(kind: str, message: str, *, project_id: int | None = None, bead_id: int | None = None,
@@ -163,8 +165,11 @@ def run_tick(redis_client, settings: RalphSettings | None = None, *, provider_he
     reopened, resumed = reclaim_expired_leases(now, settings)
     blocked = block_error_loops(settings)
     recovered = recover_provider_blocks(now, settings, provider_healthy)
+    released = budgets.release_stale_reservations(settings.reservation_seconds, now)
+    if released:
+        _action("reservations_released", f"{released} budget reservations of LLM calls that never settled released")
     summary = {"ts": now.isoformat(), "zombies": zombies, "reclaimed": reopened, "resumed": [r for r, _ in resumed],
-               "blocked": blocked, "recovered": recovered,
+               "blocked": blocked, "recovered": recovered, "reservations_released": released,
                "duration_ms": round((time.perf_counter() - started) * 1000, 2)}
     redis_client.set(HEARTBEAT_KEY, json.dumps(summary), ex=300)
     emit("ralph.tick", data={"duration_ms": summary["duration_ms"], "actions": sum(

@@ -56,6 +56,7 @@ def _upgrade_analytics():
     sa.Column('latency_ms', sa.Float(), nullable=False),
     sa.Column('cost_usd', sa.Float(), nullable=False),
     sa.Column('estimated', sa.Boolean(), nullable=False),
+    sa.Column('priced', sa.Boolean(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_llm_requests'))
     )
     with op.batch_alter_table('llm_requests', schema=None) as batch_op:

@@ -67,6 +67,11 @@ def _responses(spec: RouteSpec, schemas: dict) -> dict:
                 "type": "string", "description": spec.extra.get("stream_doc") or "server-sent events: per event an "
                 "`id:` line and a `data:` line holding the event JSON (see the Event schema); `: keep-alive` comments "
                 "every 15 s"}}}
+        elif spec.media_type == "text/csv":  # a download of rows: CSV, or (format=json) a JSON array of the model
+            rows = {"type": "array", "items": _add_model(schemas, spec.response, answer=True)}
+            answer["content"] = {"text/csv": {"schema": {"type": "string", "description": "a header row, then "
+                                                         "one row per item (the model's keys as columns)"}},
+                                 "application/json": {"schema": rows}}
         elif spec.media_type != "application/json":  # e.g. text/plain: the Prometheus exposition
             answer["content"] = {spec.media_type: {"schema": {"type": "string"}}}
         elif spec.response is not None and status != 204:
