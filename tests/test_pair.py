@@ -208,6 +208,12 @@ def test_pairing_by_agent_llm_errors_and_done_behave(make_engine):
     assert [(e["data"]["seq"], e["data"]["kind"]) for e in timeline] == [(1, "pair"), (2, "pair")]
     again = api.http.post("/api/v1/pair", json={"agent_id": agent_id, "message": "more"}, headers=api.headers)
     assert again.status_code == 409 and again.get_json()["error"]["field"] == "agent_id"
+    # Every pair call is metered like the loop's: two answered turns and the failed one, as source "pair".
+    metered = api("get", f"/analytics/requests?bead_id={bead['id']}&limit=100")["items"]
+    assert sorted((r["source"], r["status"], r["seq"]) for r in metered) == \
+        [("pair", "auth", 2), ("pair", "ok", 1), ("pair", "ok", 2)]
+    assert sum(r["completion_tokens"] for r in metered if r["status"] == "ok") == sum(
+        s["completion_tokens"] for s in api("get", f"/beads/{bead['id']}/steps")["items"])
 
 
 def test_a_pair_message_during_a_long_loop_step_waits_then_gets_409(make_engine):

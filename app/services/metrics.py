@@ -61,9 +61,8 @@ def usage_from_llm_requests() -> list[LLMUsage]:
             for name, status, n, p, c, usd in rows]
 
 
-# The one switch: main has the llm_requests table but nothing records into it yet, so the steps ledger
-# stays the source; when the loop records requests, point this at usage_from_llm_requests.
-llm_usage = usage_from_steps
+# The loop and pair turns record every request (ok or failed, with its cost) in llm_requests: the source.
+llm_usage = usage_from_llm_requests
 
 
 def _seconds_between(later: ColumnElement, earlier: ColumnElement) -> ColumnElement:

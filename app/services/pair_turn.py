@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from app.extensions import db
 from app.llm import LLMClient, LLMError, trim_messages
 from app.models import Agent, Bead, Project, Run, Step, utcnow
-from app.services import beads, prompts, workspace
+from app.services import beads, metering, prompts, workspace
 from app.services.action_parser import MAX_REPLY_CHARS, parse_reply
 from app.services.actions import ActionContext, apply_actions
 from app.services.errors import ServiceError
@@ -111,7 +111,6 @@ def _store_reply(turn: PairTurn, message: str, completion) -> Step | None:
     except IntegrityError:  # the loop stored this turn first (its lock had expired): it carries on
         db.session.rollback()
         return None
-    # TODO(analytics): record the request with app.services.analytics.record_request(source="pair") once it is on main.
     return step
 
 
@@ -171,6 +170,11 @@ def _take_turn(turn: PairTurn, message: str, llm: LLMClient, settings: LoopSetti
                on_event: OnEvent) -> Step | None:
     run = db.session.get(Run, turn.run_id)
     messages = _messages(run, turn, message, settings)
+    meter = metering.before_call(run, turn.seq, messages, llm, source="pair")  # the same budgets as the loop
+    if meter.refusal is not None:
+        refused = metering.refuse(meter)  # a final refusal blocks the bead (kind "budget"), as in the loop
+        _fail(turn, on_event, "budget", refused or "the budget is taken by calls in flight; send it again shortly")
+        return None
     _emit(turn, "pair.started", {"message": message[:4000]})
     db.session.commit()  # hold no transaction (or pooled connection) while waiting on the LLM
     relay = _relay(turn, on_event)
@@ -178,9 +182,11 @@ def _take_turn(turn: PairTurn, message: str, llm: LLMClient, settings: LoopSetti
         completion = llm.chat(messages, stream=True, on_delta=relay)
     except LLMError as exc:
         relay.flush()  # type: ignore[attr-defined]
+        metering.after_error(meter, exc)  # recorded (source "pair"), the reservation settled at zero
         _fail(turn, on_event, f"llm_{exc.kind}", f"the LLM call failed ({exc.kind}): {exc.message}"[:2000])
         return None
     relay.flush()  # type: ignore[attr-defined]
+    metering.after_call(meter, completion)  # the LLMRequest row (source "pair") and the budget settlement
     step = _store_reply(turn, message, completion)
     if step is None:
         _fail(turn, on_event, "busy", "the loop took this turn meanwhile; send your message again")

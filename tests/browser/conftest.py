@@ -9,6 +9,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import psutil
@@ -116,7 +117,7 @@ class Pages:
         self.contexts.append(context)
         page = context.new_page()
         page.on("pageerror", lambda exc: self.errors.append(f"{username}: {exc}"))
-        page.goto(f"{stack.url}/login?next={path}")
+        page.goto(f"{stack.url}/login?next={quote(path, safe='/')}")
         page.fill("#username", username)
         page.fill("#password", password)
         page.click("button[type=submit]")
