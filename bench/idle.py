@@ -34,7 +34,7 @@ from bench.harness import ROOT, Row, bench_urls, is_postgres
 from bench.processes import free_port
 
 WINDOW_S, QUICK_WINDOW_S = 60.0, 5.0
-SETTLE_S, QUICK_SETTLE_S = 15.0, 3.0
+SETTLE_S, QUICK_SETTLE_S = 10.0, 3.0
 TARGET_PCT = 2.0
 
 

@@ -1,4 +1,4 @@
-"""Throughput: 200 beads × 4 turns at 50 ms per turn, with 1 and with 2 worker processes (same threads each).
+"""Throughput: 200 beads × 3 turns at 50 ms per turn, with 1 and with 2 worker processes (same threads each).
 
 All beads (over 4 projects, 10 idle agents each: 40 loops in flight, more than the threads of either
 configuration) are created first with dispatch off; the clock starts when the dispatch task is sent and
@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import time
 
+import sqlalchemy as sa
+
 from app.extensions import db
+from app.models import Step
 from app.services import agents, beads, projects
-from bench.harness import Bench, Row
+from bench.harness import Bench, Row, percentile
 from bench.loop_overhead import turn_script
 
 BEADS, QUICK_BEADS = 200, 40
-TURNS, LATENCY_MS = 4, 50
+TURNS, LATENCY_MS = 3, 50
 THREADS = 10
 PROJECTS, AGENTS_PER_PROJECT = 4, 10
 TARGET = 1.7
@@ -41,16 +44,36 @@ def measure(processes: int, beads_n: int) -> dict:
             bench.app.extensions["celery"].send_task("loom.dispatch", queue="default")
         bench.wait_closed(ids, timeout=600)
         elapsed = time.monotonic() - started
-        steps = len(bench.step_times())
-        return {"processes": processes, "beads": len(ids), "elapsed": elapsed, "steps": steps,
-                "beads_per_min": len(ids) / elapsed * 60, "steps_per_s": steps / elapsed}
+        gaps = turn_gaps(bench)
+        return {"processes": processes, "beads": len(ids), "elapsed": elapsed, "steps": len(gaps) + len(ids),
+                "beads_per_min": len(ids) / elapsed * 60, "steps_per_s": (len(gaps) + len(ids)) / elapsed,
+                "gap_p50": percentile(gaps, 0.5) * 1000, "gap_p99": percentile(gaps, 0.99) * 1000}
+
+
+def turn_gaps(bench: Bench) -> list[float]:
+    """Per bead, from one step applied to the provider receiving the next turn's request: the loop's own time
+    between LLM calls (Celery hop, database, workspace), whatever the LLM's latency."""
+    with bench.app.app_context():
+        applied = db.session.execute(sa.select(Step.bead_id, Step.seq, Step.applied_at)
+                                     .where(Step.status == "applied")).all()
+        db.session.remove()
+    by_bead: dict[int, list[float]] = {}
+    for request in bench.llm.requests():
+        by_bead.setdefault(request["bead"], []).append(request["t"])
+    gaps = []
+    for bead_id, seq, applied_at in applied:
+        times = sorted(by_bead.get(bead_id, []))
+        if seq < len(times):  # seq is 1-based: the request after step `seq` is times[seq]
+            gaps.append(times[seq] - applied_at.timestamp())
+    return gaps
 
 
 def rows(one: dict, two: dict) -> list[Row]:
     ideal = two["beads"] * TURNS * LATENCY_MS / 1000 / THREADS  # 1 process, LLM latency only
     out = [Row(f"throughput, {r['beads']} beads x {TURNS} turns @ {LATENCY_MS} ms, {r['processes']} worker "
                f"process{'es' if r['processes'] > 1 else ''}", f"{r['beads_per_min']:.0f} beads/min",
-               f"{r['elapsed']:.1f} s, {r['steps_per_s']:.0f} steps/s, {THREADS} threads/process")
+               f"{r['elapsed']:.1f} s, {r['steps_per_s']:.0f} steps/s, {THREADS} threads/process; gap between "
+               f"turns p50 {r['gap_p50']:.0f} ms, p99 {r['gap_p99']:.0f} ms")
            for r in (one, two)]
     ratio = two["beads_per_min"] / one["beads_per_min"]
     out.append(Row("throughput scaling, 2 / 1 worker processes", f"{ratio:.2f}x",
