@@ -1,7 +1,7 @@
 """REST API latency at 50 concurrent clients against the real web server (gunicorn, one process, threads).
 
-The database holds 10,000 beads (bench/seed.py's mix). 50 clients (asyncio + httpx, keep-alive, the
-admin's bearer token) send requests back to back for a fixed window after a warm-up, in a realistic mix:
+The database holds 10,000 beads (bench/seed.py's mix). 50 clients (asyncio, keep-alive: bench/http_load.py,
+the admin's bearer token) send requests back to back for a fixed window after a warm-up, in a realistic mix:
 40% GET /api/v1/beads?limit=50 (some filtered by project or status), 30% GET a bead by id, 20% GET
 /api/v1/beads/ready?limit=50, 10% POST /api/v1/beads. Latency is client-side, request sent →
 response read; every answer must be 2xx.
@@ -14,10 +14,11 @@ import asyncio
 import random
 import time
 
-import httpx
+import psutil
 
 from app.extensions import db
 from bench.harness import Bench, Row, percentile
+from bench.http_load import Connection, HTTPError
 from bench.seed import make_team, seed_beads
 
 CLIENTS = 50
@@ -41,33 +42,32 @@ def pick_request(rnd: random.Random, project_ids: list[int], beads_n: int) -> tu
     return kind, "POST", "/api/v1/beads", body
 
 
-async def client_loop(http: httpx.AsyncClient, seed: int, project_ids: list[int], beads_n: int,
+async def client_loop(url: str, token: str, seed: int, project_ids: list[int], beads_n: int,
                       measure_from: float, stop_at: float, out: dict[str, list[float]], errors: list[str]) -> None:
     rnd = random.Random(seed)
+    http = Connection(url, {"Authorization": f"Bearer {token}"})
     while (now := time.monotonic()) < stop_at:
         kind, method, path, body = pick_request(rnd, project_ids, beads_n)
         try:
-            response = await http.request(method, path, json=body)
-        except httpx.TransportError as exc:  # counted, not fatal: the figure says how many
-            errors.append(f"{method} {path}: {type(exc).__name__} after {now - measure_from + WARMUP_S:.1f} s")
+            status, _ = await http.request(method, path, body)
+        except HTTPError as exc:  # counted, not fatal: the figure says how many
+            errors.append(f"{exc} after {now - measure_from + WARMUP_S:.1f} s")
             continue
         elapsed = time.monotonic() - now
-        if response.status_code >= 300:
-            errors.append(f"{method} {path}: {response.status_code}")
+        if status >= 300:
+            errors.append(f"{method} {path}: {status}")
         if now >= measure_from:
             out[kind].append(elapsed)
+    await http.close()
 
 
 async def load(url: str, token: str, project_ids: list[int], beads_n: int, seconds: float) -> dict:
     out: dict[str, list[float]] = {kind: [] for kind, _ in MIX}
     errors: list[str] = []
-    limits = httpx.Limits(max_connections=CLIENTS, max_keepalive_connections=CLIENTS)
-    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {token}"}, limits=limits,
-                                 timeout=60) as http:
-        start = time.monotonic()
-        measure_from, stop_at = start + WARMUP_S, start + WARMUP_S + seconds
-        await asyncio.gather(*(client_loop(http, seed, project_ids, beads_n, measure_from, stop_at, out, errors)
-                               for seed in range(CLIENTS)))
+    start = time.monotonic()
+    measure_from, stop_at = start + WARMUP_S, start + WARMUP_S + seconds
+    await asyncio.gather(*(client_loop(url, token, seed, project_ids, beads_n, measure_from, stop_at, out, errors)
+                           for seed in range(CLIENTS)))
     return {"latencies": out, "errors": errors, "seconds": seconds}
 
 
@@ -79,7 +79,17 @@ def measure(beads_n: int, seconds: float) -> dict:
             db.session.remove()
         url = bench.start_web(threads=64)
         token = bench.admin_token(url)
-        return asyncio.run(load(url, token, project_ids, beads_n, seconds))
+        web = [psutil.Process(bench.procs[-1].pid), *psutil.Process(bench.procs[-1].pid).children(recursive=True)]
+        web0, own0, started = cpu_seconds(web), time.process_time(), time.monotonic()
+        result = asyncio.run(load(url, token, project_ids, beads_n, seconds))
+        elapsed = time.monotonic() - started
+        result["web_cpu"] = (cpu_seconds(web) - web0) / elapsed * 100
+        result["client_cpu"] = (time.process_time() - own0) / elapsed * 100
+        return result
+
+
+def cpu_seconds(procs: list[psutil.Process]) -> float:
+    return sum(sum(p.cpu_times()[:2]) for p in procs)
 
 
 def rows(result: dict, beads_n: int) -> list[Row]:
@@ -88,7 +98,8 @@ def rows(result: dict, beads_n: int) -> list[Row]:
     bad = f"{len(errors)} failed (first: {errors[0]})" if errors else "all 2xx"
     out = [Row(f"REST API at {CLIENTS} concurrent clients: latency p50", f"{percentile(every, 0.5) * 1000:.0f} ms",
                f"p99 {percentile(every, 0.99) * 1000:.0f} ms, {len(every) / result['seconds']:.0f} requests/s, "
-               f"{beads_n:,} beads, 1 gunicorn process; {bad}")]
+               f"{beads_n:,} beads, 1 gunicorn process ({result['web_cpu']:.0f}% of a core; the clients "
+               f"{result['client_cpu']:.0f}%); {bad}")]
     labels = {"list": "GET /beads?limit=50", "get": "GET /beads/{id}", "ready": "GET /beads/ready",
               "create": "POST /beads"}
     for kind, values in result["latencies"].items():
