@@ -83,8 +83,9 @@ async def measure_clients(bench: Bench, url: str, token: str, clients: int, seco
     # Let the connection set-up queries reach the counter: PostgreSQL flushes an idle backend's statistics
     # up to 10 s late, so counting right away would charge the handshakes to the measured window.
     await asyncio.sleep(SETTLE_S if is_postgres(bench.database_url) else 1.0)
-    before = transactions(bench.database_url)
+    before, own0 = transactions(bench.database_url), time.process_time()
     sent = await publish_for(bus, seconds, rate, tag)
+    client_cpu = (time.process_time() - own0) / seconds * 100  # the clients (and publisher) share this process
     await asyncio.sleep(1.0)  # the last events arrive
     after = transactions(bench.database_url)
     stop.set()
@@ -92,7 +93,7 @@ async def measure_clients(bench: Bench, url: str, token: str, clients: int, seco
     expected = sent * clients
     return {"clients": clients, "sent": sent, "received": len(latencies), "expected": expected,
             "p50_ms": percentile(latencies, 0.5) * 1000, "p99_ms": percentile(latencies, 0.99) * 1000,
-            "mean_ms": (statistics.fmean(latencies) * 1000) if latencies else float("nan"),
+            "mean_ms": (statistics.fmean(latencies) * 1000) if latencies else float("nan"), "client_cpu": client_cpu,
             "db_tps": None if before is None else (after - before) / seconds}
 
 
@@ -115,7 +116,7 @@ def rows(results: list[dict], rate: float) -> list[Row]:
         lost = r["expected"] - r["received"]
         out.append(Row(f"event fan-out, {r['clients']} websocket clients: latency p50", f"{r['p50_ms']:.1f} ms",
                        f"p99 {r['p99_ms']:.1f} ms, {r['received']}/{r['expected']} delivered ({lost} lost), "
-                       f"{rate:g} events/s"))
+                       f"{rate:g} events/s; the clients' process used {r['client_cpu']:.0f}% of a core"))
     out.append(Row(f"fan-out p99, {many['clients']} vs 1 client",
                    f"{many['p99_ms'] / max(one['p99_ms'], 1e-9):.1f}x", "ratio"))
     if many["db_tps"] is None:
