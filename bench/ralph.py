@@ -19,7 +19,7 @@ from bench.harness import Bench, Row
 from bench.seed import Actionable, make_team, reset_actionable, seed_beads
 
 SIZES, QUICK_SIZES = (10_000, 100_000), (500, 5_000)
-TICKS, QUICK_TICKS = 5, 2
+TICKS, QUICK_TICKS = 9, 2
 ACTION_KEYS = ("zombies", "reclaimed", "resumed", "blocked", "recovered")
 
 
