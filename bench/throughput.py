@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 
+import psutil
 import sqlalchemy as sa
 
 from app.extensions import db
@@ -40,14 +41,22 @@ def measure(processes: int, beads_n: int) -> dict:
                     agents.create_agent(f"agent-{a}", "engineer", project_id=project.id)
                 ids += [beads.create_bead(project.id, f"bead {p}.{i}").id for i in range(beads_n // PROJECTS)]
             db.session.remove()
-            started = time.monotonic()
+            workers = [psutil.Process(proc.pid) for proc in bench.procs]
+            cpu0, started = worker_cpu(workers), time.monotonic()
             bench.app.extensions["celery"].send_task("loom.dispatch", queue="default")
         bench.wait_closed(ids, timeout=600)
         elapsed = time.monotonic() - started
+        cpu = (worker_cpu(workers) - cpu0) / elapsed * 100
         gaps = turn_gaps(bench)
         return {"processes": processes, "beads": len(ids), "elapsed": elapsed, "steps": len(gaps) + len(ids),
+                "worker_cpu": cpu,
                 "beads_per_min": len(ids) / elapsed * 60, "steps_per_s": (len(gaps) + len(ids)) / elapsed,
                 "gap_p50": percentile(gaps, 0.5) * 1000, "gap_p99": percentile(gaps, 0.99) * 1000}
+
+
+def worker_cpu(workers: list[psutil.Process]) -> float:
+    """CPU seconds of the worker processes so far (their threads included)."""
+    return sum(sum(proc.cpu_times()[:2]) for proc in workers)
 
 
 def turn_gaps(bench: Bench) -> list[float]:
@@ -72,12 +81,14 @@ def rows(one: dict, two: dict) -> list[Row]:
     ideal = two["beads"] * TURNS * LATENCY_MS / 1000 / THREADS  # 1 process, LLM latency only
     out = [Row(f"throughput, {r['beads']} beads x {TURNS} turns @ {LATENCY_MS} ms, {r['processes']} worker "
                f"process{'es' if r['processes'] > 1 else ''}", f"{r['beads_per_min']:.0f} beads/min",
-               f"{r['elapsed']:.1f} s, {r['steps_per_s']:.0f} steps/s, {THREADS} threads/process; gap between "
-               f"turns p50 {r['gap_p50']:.0f} ms, p99 {r['gap_p99']:.0f} ms")
+               f"{r['elapsed']:.1f} s, {r['steps_per_s']:.0f} steps/s, {THREADS} threads/process using "
+               f"{r['worker_cpu']:.0f}% of a core in all; gap between turns p50 {r['gap_p50']:.0f} ms, "
+               f"p99 {r['gap_p99']:.0f} ms")
            for r in (one, two)]
     ratio = two["beads_per_min"] / one["beads_per_min"]
+    waiting = " (the 1-process run was not CPU-bound: its worker mostly waited)" if one["worker_cpu"] < 60 else ""
     out.append(Row("throughput scaling, 2 / 1 worker processes", f"{ratio:.2f}x",
-                   f"target >= {TARGET}x: {'met' if ratio >= TARGET else 'NOT met'}; "
+                   f"target >= {TARGET}x: {'met' if ratio >= TARGET else 'NOT met'}{waiting}; "
                    f"LLM-latency bound with 1 process: {ideal:.1f} s"))
     return out
 
