@@ -32,6 +32,7 @@ from app.services import projects
 from app.services.personas import load_builtin_personas
 from bench.harness import ROOT, Row, bench_urls, is_postgres
 from bench.processes import free_port
+from bench.report import machine_ticks
 
 WINDOW_S, QUICK_WINDOW_S = 60.0, 5.0
 SETTLE_S, QUICK_SETTLE_S = 10.0, 3.0
@@ -129,9 +130,9 @@ def measure(window_s: float, settle_s: float) -> dict:
         else:
             raise RuntimeError(f"the stack did not become ready; see {tmp / 'devstack.log'}")
         time.sleep(settle_s)  # start-up work (imports, first Beat ticks, pools) is not idling
-        before, started = snapshot(stack.pid, database_url), time.monotonic()
+        before, started, ticks0 = snapshot(stack.pid, database_url), time.monotonic(), machine_ticks()
         time.sleep(window_s)
-        after, elapsed = snapshot(stack.pid, database_url), time.monotonic() - started
+        after, elapsed, ticks1 = snapshot(stack.pid, database_url), time.monotonic() - started, machine_ticks()
     finally:
         stack.send_signal(signal.SIGTERM)
         try:
@@ -147,7 +148,9 @@ def measure(window_s: float, settle_s: float) -> dict:
         wakeups[name] = wakeups.get(name, 0.0) + (switches - switches0) / elapsed
     if not os.environ.get("LOOM_BENCH_KEEP"):
         shutil.rmtree(tmp, ignore_errors=True)
-    return {"window_s": elapsed, "cpu": cpu, "wakeups": wakeups, "redis_counted": "LOOM_REDIS_URL" not in env}
+    busy = (ticks1[0] - ticks0[0]) / max(ticks1[1] - ticks0[1], 1) * 100
+    return {"window_s": elapsed, "cpu": cpu, "wakeups": wakeups, "redis_counted": "LOOM_REDIS_URL" not in env,
+            "machine_busy": busy}
 
 
 def rows(result: dict) -> list[Row]:
@@ -161,7 +164,8 @@ def rows(result: dict) -> list[Row]:
         Row(f"idle stack CPU over {result['window_s']:.0f} s (no beads)", f"{total:.2f} % of a core",
             f"target < {TARGET_PCT:g} %: {verdict}; by process (%): {parts}{redis_note}"),
         Row("idle stack wake-ups", f"{sum(result['wakeups'].values()):.0f} /s",
-            f"voluntary context switches by process: {wakes}"),
+            f"voluntary context switches by process: {wakes}; the machine was {result['machine_busy']:.0f}% busy "
+            f"meanwhile (CPU time per wake-up grows with other load)"),
     ]
 
 

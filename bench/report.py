@@ -52,6 +52,13 @@ def machine_line(database_url: str | None, redis_url: str, private_redis: bool) 
             f"{redis_version(redis_url)} ({where}); load average at start {os.getloadavg()[0]:.2f}")
 
 
+def machine_ticks() -> tuple[float, float]:
+    """(busy, total) CPU ticks of the whole machine so far, from /proc/stat (Linux)."""
+    fields = [float(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)
+    return sum(fields) - idle, sum(fields)
+
+
 @dataclass
 class CPUWindow:
     """Machine-wide busy CPU against this benchmark's own (its process and every child it has waited for)."""
@@ -62,9 +69,7 @@ class CPUWindow:
 
     @staticmethod
     def _stat() -> tuple[float, float]:
-        fields = [float(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)
-        return sum(fields) - idle, sum(fields)
+        return machine_ticks()
 
     @staticmethod
     def _own() -> float:
