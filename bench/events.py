@@ -6,14 +6,12 @@ connected to the real web server (gunicorn, threads); each event carries its sen
 records when it arrived. Database load is the PostgreSQL transaction counter of the database over the same
 window, with 0 and with N viewers (on SQLite it is reported as n/a).
 
-Run: `python -m bench.events [--clients 200] [--rate 20] [--seconds 10]`.
+Run: `python -m bench --only events`.
 """
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
-import os
 import statistics
 import time
 
@@ -21,22 +19,15 @@ import sqlalchemy as sa
 import websockets
 
 from app.bus import EventBus
-from bench.harness import Bench
+from bench.harness import Bench, Row, is_postgres, percentile
 
 
 SETTLE_S = 11.0
 
 
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
-
-
 def transactions(database_url: str) -> int | None:
     """Committed + rolled-back transactions of this database so far (PostgreSQL), else None."""
-    if not database_url.startswith("postgresql"):
+    if not is_postgres(database_url):
         return None
     engine = sa.create_engine(database_url.replace("postgresql://", "postgresql+psycopg://"))
     try:
@@ -76,7 +67,7 @@ async def client(url: str, token: str, ready: asyncio.Event, latencies: list[flo
                 latencies.append(now - event["data"]["sent"])
 
 
-async def measure(bench: Bench, url: str, token: str, clients: int, seconds: float, rate: float) -> dict:
+async def measure_clients(bench: Bench, url: str, token: str, clients: int, seconds: float, rate: float) -> dict:
     bus = EventBus(bench.app.extensions["loom.redis"](), maxlen=1000)
     ws_url = url.replace("http://", "ws://") + "/ws/events"
     tag = f"run-{clients}-{time.time()}"
@@ -91,9 +82,10 @@ async def measure(bench: Bench, url: str, token: str, clients: int, seconds: flo
     await asyncio.wait_for(asyncio.gather(*(r.wait() for r in readies)), timeout=120)
     # Let the connection set-up queries reach the counter: PostgreSQL flushes an idle backend's statistics
     # up to 10 s late, so counting right away would charge the handshakes to the measured window.
-    await asyncio.sleep(SETTLE_S if bench.database_url.startswith("postgresql") else 1.0)
-    before = transactions(bench.database_url)
+    await asyncio.sleep(SETTLE_S if is_postgres(bench.database_url) else 1.0)
+    before, own0 = transactions(bench.database_url), time.process_time()
     sent = await publish_for(bus, seconds, rate, tag)
+    client_cpu = (time.process_time() - own0) / seconds * 100  # the clients (and publisher) share this process
     await asyncio.sleep(1.0)  # the last events arrive
     after = transactions(bench.database_url)
     stop.set()
@@ -101,57 +93,41 @@ async def measure(bench: Bench, url: str, token: str, clients: int, seconds: flo
     expected = sent * clients
     return {"clients": clients, "sent": sent, "received": len(latencies), "expected": expected,
             "p50_ms": percentile(latencies, 0.5) * 1000, "p99_ms": percentile(latencies, 0.99) * 1000,
-            "mean_ms": (statistics.fmean(latencies) * 1000) if latencies else float("nan"),
+            "mean_ms": (statistics.fmean(latencies) * 1000) if latencies else float("nan"), "client_cpu": client_cpu,
             "db_tps": None if before is None else (after - before) / seconds}
 
 
-def run(clients: int, rate: float, seconds: float) -> list[dict]:
-    bench = Bench({"rules": []}, AUTO_DISPATCH=False)
-    try:
+def measure(clients: int, rate: float, seconds: float) -> list[dict]:
+    with Bench({"rules": []}, AUTO_DISPATCH=False) as bench:
         url = bench.start_web(threads=clients + 32)  # a websocket holds a thread of the web server
         token = bench.admin_token(url)
-        results = [asyncio.run(measure(bench, url, token, n, seconds, rate)) for n in (1, clients)]
+        results = [asyncio.run(measure_clients(bench, url, token, n, seconds, rate)) for n in (1, clients)]
         idle_before = transactions(bench.database_url)
         time.sleep(seconds)
         idle_after = transactions(bench.database_url)
         results.append({"clients": 0, "db_tps": None if idle_before is None else (idle_after - idle_before) / seconds})
         return results
-    finally:
-        bench.close()
 
 
-def rows(results: list[dict], rate: float) -> list[tuple[str, str, str]]:
+def rows(results: list[dict], rate: float) -> list[Row]:
     one, many, none = results
     out = []
     for r in (one, many):
         lost = r["expected"] - r["received"]
-        out.append((f"event fan-out, {r['clients']} websocket clients: latency p50", f"{r['p50_ms']:.1f} ms",
-                    f"p99 {r['p99_ms']:.1f} ms, {r['received']}/{r['expected']} delivered ({lost} lost), "
-                    f"{rate:g} events/s"))
-    out.append((f"fan-out p99, {many['clients']} vs 1 client", f"{many['p99_ms'] / max(one['p99_ms'], 1e-9):.1f}x",
-                "ratio"))
+        out.append(Row(f"event fan-out, {r['clients']} websocket clients: latency p50", f"{r['p50_ms']:.1f} ms",
+                       f"p99 {r['p99_ms']:.1f} ms, {r['received']}/{r['expected']} delivered ({lost} lost), "
+                       f"{rate:g} events/s; the clients' process used {r['client_cpu']:.0f}% of a core"))
+    out.append(Row(f"fan-out p99, {many['clients']} vs 1 client",
+                   f"{many['p99_ms'] / max(one['p99_ms'], 1e-9):.1f}x", "ratio"))
     if many["db_tps"] is None:
-        out.append(("web DB transactions/s with viewers", "n/a", "needs PostgreSQL (LOOM_BENCH_DATABASE_URL)"))
+        out.append(Row("web DB transactions/s with viewers", "n/a", "needs PostgreSQL (LOOM_BENCH_DATABASE_URL)"))
     else:
-        out.append((f"web DB transactions/s: 0 / 1 / {many['clients']} viewers",
-                    f"{none['db_tps']:.1f} / {one['db_tps']:.1f} / {many['db_tps']:.1f}",
-                    "must not grow with viewers (events come from Redis only)"))
+        out.append(Row(f"web DB transactions/s: 0 / 1 / {many['clients']} viewers",
+                       f"{none['db_tps']:.1f} / {one['db_tps']:.1f} / {many['db_tps']:.1f}",
+                       "must not grow with viewers (events come from Redis only)"))
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clients", type=int, default=200)
-    parser.add_argument("--rate", type=float, default=20.0, help="events per second")
-    parser.add_argument("--seconds", type=float, default=10.0)
-    args = parser.parse_args()
-    database = "PostgreSQL" if os.environ.get("LOOM_BENCH_DATABASE_URL", "").startswith("postgres") else "SQLite"
-    table = rows(run(args.clients, args.rate, args.seconds), args.rate)
-    print(f"Loom event fan-out benchmark on {database} ({os.cpu_count()} cores)")
-    width = max(len(r[0]) for r in table)
-    for name, value, note in table:
-        print(f"  {name.ljust(width)}  {value:>16}  {note}")
-
-
-if __name__ == "__main__":
-    main()
+def run(quick: bool = False) -> list[Row]:
+    clients, rate, seconds = (20, 20.0, 3.0) if quick else (200, 20.0, 10.0)
+    return rows(measure(clients, rate, seconds), rate)

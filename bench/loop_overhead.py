@@ -4,19 +4,15 @@
    turn) against the same loop called in-process; the difference is what chaining through Celery costs.
 2. 100 beads at once against a provider that takes 1 s per turn: steps/s sustained against the ideal 100.
 
-Run: `python -m bench.loop_overhead` (LOOM_BENCH_DATABASE_URL=postgresql://... to bench on PostgreSQL).
+Run: `python -m bench --only loop` (LOOM_BENCH_DATABASE_URL=postgresql://... to bench on PostgreSQL).
 """
 from __future__ import annotations
-
-import argparse
-import os
-import time
 
 from app.extensions import db
 from app.llm import LLMClient
 from app.services import loop
 from app.services.loop import LoopSettings
-from bench.harness import Bench, median_ms, per_step_intervals
+from bench.harness import Bench, Row, median_ms, per_step_intervals
 
 TURNS = 20
 
@@ -30,8 +26,7 @@ def turn_script(turns: int, latency_ms: int) -> dict:
 
 
 def in_process(beads_n: int) -> tuple[float, int]:
-    bench = Bench(turn_script(TURNS, 0), AUTO_DISPATCH=False)
-    try:
+    with Bench(turn_script(TURNS, 0), AUTO_DISPATCH=False) as bench:
         bead_ids = bench.project_with("inproc", beads_n, 1)
         llm = LLMClient(bench.llm.url, max_retries=0)
         settings = LoopSettings(data_dir=bench.config["DATA_DIR"])
@@ -46,28 +41,20 @@ def in_process(beads_n: int) -> tuple[float, int]:
         llm.close()
         intervals = per_step_intervals(bench.step_times())
         return median_ms(intervals), len(intervals)
-    finally:
-        bench.close()
 
 
 def celery(beads_n: int) -> tuple[float, int]:
-    bench = Bench(turn_script(TURNS, 0))
-    try:
+    with Bench(turn_script(TURNS, 0)) as bench:
         bench.start_workers(1, 4)
-        time.sleep(2)  # let the worker connect
         bead_ids = bench.project_with("celery", beads_n, 1)
         bench.wait_closed(bead_ids, timeout=300)
         intervals = per_step_intervals(bench.step_times())
         return median_ms(intervals), len(intervals)
-    finally:
-        bench.close()
 
 
 def concurrency(beads_n: int, turns: int, latency_ms: int, processes: int) -> dict:
-    bench = Bench(turn_script(turns, latency_ms), MAX_CONCURRENT=beads_n, MAX_PER_PROJECT=beads_n)
-    try:
+    with Bench(turn_script(turns, latency_ms), MAX_CONCURRENT=beads_n, MAX_PER_PROJECT=beads_n) as bench:
         bench.start_workers(processes, beads_n // processes + 5)  # a thread for every loop in flight
-        time.sleep(2)
         bead_ids = bench.project_with("many", beads_n, beads_n)
         elapsed = bench.wait_closed(bead_ids, timeout=600)
         times = bench.step_times()
@@ -75,37 +62,25 @@ def concurrency(beads_n: int, turns: int, latency_ms: int, processes: int) -> di
         window = max(t[3] for t in steady) - min(t[2] for t in steady)
         return {"steps": len(times), "elapsed": elapsed, "steady_steps_per_s": len(steady) / window,
                 "ideal": beads_n * 1000 / latency_ms}
-    finally:
-        bench.close()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--beads", type=int, default=3, help="beads per overhead run (each takes 20 turns)")
-    parser.add_argument("--concurrent", type=int, default=100)
-    parser.add_argument("--latency-ms", type=int, default=1000)
-    parser.add_argument("--turns", type=int, default=6)
-    parser.add_argument("--processes", type=int, default=2, help="worker processes (threads pool each)")
-    args = parser.parse_args()
-    database = "PostgreSQL" if os.environ.get("LOOM_BENCH_DATABASE_URL", "").startswith("postgres") else "SQLite"
-    inproc_ms, n1 = in_process(args.beads)
-    celery_ms, n2 = celery(args.beads)
-    conc = concurrency(args.concurrent, args.turns, args.latency_ms, processes=args.processes)
-    rows = [
-        ("per-step time, in-process loop (median)", f"{inproc_ms:.2f} ms", f"{n1} steps"),
-        ("per-step time, Celery loop (median)", f"{celery_ms:.2f} ms", f"{n2} steps"),
-        ("Celery overhead per step", f"{celery_ms - inproc_ms:+.2f} ms", f"ratio {celery_ms / inproc_ms:.2f}x"),
-        (f"{args.concurrent} beads, {args.latency_ms} ms/turn: steady steps/s", f"{conc['steady_steps_per_s']:.1f}",
-         f"{conc['steady_steps_per_s'] / conc['ideal']:.0%} of ideal {conc['ideal']:.0f}"),
-        (f"{args.concurrent} beads x {args.turns} turns, {args.processes} workers: wall time",
-         f"{conc['elapsed']:.1f} s",
-         f"ideal {args.turns * args.latency_ms / 1000:.1f} s, {conc['steps']} steps"),
+def rows(inproc: tuple[float, int], celery_: tuple[float, int], conc: dict, beads_n: int, turns: int,
+         latency_ms: int, processes: int) -> list[Row]:
+    (inproc_ms, n1), (celery_ms, n2) = inproc, celery_
+    return [
+        Row("per-step time, in-process loop (median)", f"{inproc_ms:.2f} ms", f"{n1} steps, instant LLM"),
+        Row("per-step time, Celery loop (median)", f"{celery_ms:.2f} ms", f"{n2} steps, 1 worker process"),
+        Row("Celery overhead per step", f"{celery_ms - inproc_ms:+.2f} ms", f"ratio {celery_ms / inproc_ms:.2f}x"),
+        Row(f"{beads_n} beads, {latency_ms} ms/turn: steady steps/s", f"{conc['steady_steps_per_s']:.1f}",
+            f"{conc['steady_steps_per_s'] / conc['ideal']:.0%} of ideal {conc['ideal']:.0f}"),
+        Row(f"{beads_n} beads x {turns} turns, {processes} worker processes: wall time", f"{conc['elapsed']:.1f} s",
+            f"ideal {turns * latency_ms / 1000:.1f} s, {conc['steps']} steps"),
     ]
-    print(f"Loom loop benchmark on {database} ({os.cpu_count()} cores)")
-    width = max(len(r[0]) for r in rows)
-    for name, value, note in rows:
-        print(f"  {name.ljust(width)}  {value:>10}  {note}")
 
 
-if __name__ == "__main__":
-    main()
+def run(quick: bool = False) -> list[Row]:
+    beads_n, concurrent, turns = (1, 20, 3) if quick else (3, 100, 6)
+    latency_ms, processes = 1000, 2
+    return rows(in_process(beads_n), celery(beads_n), concurrency(concurrent, turns, latency_ms, processes),
+                concurrent, turns, latency_ms, processes)
+

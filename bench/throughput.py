@@ -1,0 +1,98 @@
+"""Throughput: 200 beads × 3 turns at 50 ms per turn, with 1 and with 2 worker processes (same threads each).
+
+All beads (over 4 projects, 10 idle agents each: 40 loops in flight, more than the threads of either
+configuration) are created first with dispatch off; the clock starts when the dispatch task is sent and
+stops when the last bead is closed. Each configuration gets a fresh database. The ratio of the two rates
+is the scaling from the second process (acceptance: at least 1.7x).
+
+Run: `python -m bench --only throughput`.
+"""
+from __future__ import annotations
+
+import time
+
+import psutil
+import sqlalchemy as sa
+
+from app.extensions import db
+from app.models import Step
+from app.services import agents, beads, projects
+from bench.harness import Bench, Row, percentile
+from bench.loop_overhead import turn_script
+
+BEADS, QUICK_BEADS = 200, 40
+TURNS, LATENCY_MS = 3, 50
+THREADS = 10
+PROJECTS, AGENTS_PER_PROJECT = 4, 10
+TARGET = 1.7
+
+
+def measure(processes: int, beads_n: int) -> dict:
+    loops = PROJECTS * AGENTS_PER_PROJECT
+    # The bench process's own app never dispatches (its events would race the clock); the workers do.
+    with Bench(turn_script(TURNS, LATENCY_MS), MAX_CONCURRENT=loops, MAX_PER_PROJECT=AGENTS_PER_PROJECT) as bench:
+        bench.app.extensions["loom.event_hooks"].clear()
+        bench.start_workers(processes, THREADS)
+        ids = []
+        with bench.app.app_context():
+            for p in range(PROJECTS):
+                project = projects.create_project(f"throughput-{p}", team=[], git_strategy="branch")
+                for a in range(AGENTS_PER_PROJECT):
+                    agents.create_agent(f"agent-{a}", "engineer", project_id=project.id)
+                ids += [beads.create_bead(project.id, f"bead {p}.{i}").id for i in range(beads_n // PROJECTS)]
+            db.session.remove()
+            workers = [psutil.Process(proc.pid) for proc in bench.procs]
+            cpu0, started = worker_cpu(workers), time.monotonic()
+            bench.app.extensions["celery"].send_task("loom.dispatch", queue="default")
+        bench.wait_closed(ids, timeout=600)
+        elapsed = time.monotonic() - started
+        cpu = (worker_cpu(workers) - cpu0) / elapsed * 100
+        gaps = turn_gaps(bench)
+        return {"processes": processes, "beads": len(ids), "elapsed": elapsed, "steps": len(gaps) + len(ids),
+                "worker_cpu": cpu,
+                "beads_per_min": len(ids) / elapsed * 60, "steps_per_s": (len(gaps) + len(ids)) / elapsed,
+                "gap_p50": percentile(gaps, 0.5) * 1000, "gap_p99": percentile(gaps, 0.99) * 1000}
+
+
+def worker_cpu(workers: list[psutil.Process]) -> float:
+    """CPU seconds of the worker processes so far (their threads included)."""
+    return sum(sum(proc.cpu_times()[:2]) for proc in workers)
+
+
+def turn_gaps(bench: Bench) -> list[float]:
+    """Per bead, from one step applied to the provider receiving the next turn's request: the loop's own time
+    between LLM calls (Celery hop, database, workspace), whatever the LLM's latency."""
+    with bench.app.app_context():
+        applied = db.session.execute(sa.select(Step.bead_id, Step.seq, Step.applied_at)
+                                     .where(Step.status == "applied")).all()
+        db.session.remove()
+    by_bead: dict[int, list[float]] = {}
+    for request in bench.llm.requests():
+        by_bead.setdefault(request["bead"], []).append(request["t"])
+    gaps = []
+    for bead_id, seq, applied_at in applied:
+        times = sorted(by_bead.get(bead_id, []))
+        if seq < len(times):  # seq is 1-based: the request after step `seq` is times[seq]
+            gaps.append(times[seq] - applied_at.timestamp())
+    return gaps
+
+
+def rows(one: dict, two: dict) -> list[Row]:
+    ideal = two["beads"] * TURNS * LATENCY_MS / 1000 / THREADS  # 1 process, LLM latency only
+    out = [Row(f"throughput, {r['beads']} beads x {TURNS} turns @ {LATENCY_MS} ms, {r['processes']} worker "
+               f"process{'es' if r['processes'] > 1 else ''}", f"{r['beads_per_min']:.0f} beads/min",
+               f"{r['elapsed']:.1f} s, {r['steps_per_s']:.0f} steps/s, {THREADS} threads/process using "
+               f"{r['worker_cpu']:.0f}% of a core in all; gap between turns p50 {r['gap_p50']:.0f} ms, "
+               f"p99 {r['gap_p99']:.0f} ms")
+           for r in (one, two)]
+    ratio = two["beads_per_min"] / one["beads_per_min"]
+    waiting = " (the 1-process run was not CPU-bound: its worker mostly waited)" if one["worker_cpu"] < 60 else ""
+    out.append(Row("throughput scaling, 2 / 1 worker processes", f"{ratio:.2f}x",
+                   f"target >= {TARGET}x: {'met' if ratio >= TARGET else 'NOT met'}{waiting}; "
+                   f"LLM-latency bound with 1 process: {ideal:.1f} s"))
+    return out
+
+
+def run(quick: bool = False) -> list[Row]:
+    beads_n = QUICK_BEADS if quick else BEADS
+    return rows(measure(1, beads_n), measure(2, beads_n))
