@@ -12,7 +12,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import redis
 import sqlalchemy as sa
-from celery.contrib.testing.worker import start_worker
 from sqlalchemy import func, select
 
 from app.extensions import db
@@ -20,6 +19,7 @@ from app.models import LLMRequest
 from app.scripted_llm import ScriptedLLMServer, load_script
 from app.services import analytics, pricing
 from app.services.errors import ValidationError
+from tests.celery_worker import thread_worker
 from tests.conftest import Engine, build_app, fresh_database, login_token, unique
 from tests.test_engine import Client, wait_for
 
@@ -80,8 +80,7 @@ def scripted_run(make_engine_module):
         api("put", f"/analytics/prices/{MODEL}", json={"prompt_usd_per_mtok": 3.0, "completion_usd_per_mtok": 15.0})
         alpha = api("post", "/projects", json={"name": "alpha"})
         beta = api("post", "/projects", json={"name": "beta"})
-        with start_worker(engine.app.extensions["celery"], pool="threads", concurrency=4, perform_ping_check=False,
-                          loglevel="WARNING"):
+        with thread_worker(engine.app.extensions["celery"], concurrency=4):
             beads = [api("post", "/beads", json={"project_id": p["id"], "title": f"{name}-{n}"})
                      for p, name, count in ((alpha, "alpha", 3), (beta, "beta", 2)) for n in range(1, count + 1)]
 

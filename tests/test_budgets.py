@@ -10,7 +10,6 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from celery.contrib.testing.worker import start_worker
 from sqlalchemy import func, select, update
 
 from app.extensions import db
@@ -20,6 +19,7 @@ from app.services import analytics, beads, budgets, loop, ralph
 from app.services.loop import LoopSettings
 from tests.conftest import unique
 from tests.test_engine import Client, wait_for
+from tests.celery_worker import thread_worker
 
 MODEL = "test-model"
 SPEND_SCRIPT = {"model": MODEL, "rules": [
@@ -31,8 +31,7 @@ PRICE = {"prompt_usd_per_mtok": 10.0, "completion_usd_per_mtok": 30.0}  # a call
 
 
 def worker(engine):
-    return start_worker(engine.app.extensions["celery"], pool="threads", concurrency=4, perform_ping_check=False,
-                        loglevel="WARNING")
+    return thread_worker(engine.app.extensions["celery"], concurrency=4)
 
 
 def requests_of(api, bead_id: int) -> list[dict]:

@@ -4,9 +4,8 @@ from __future__ import annotations
 import time
 from types import SimpleNamespace
 
-from celery.contrib.testing.worker import start_worker
-
 from app.services.dispatch import hint_words, persona_for
+from tests.celery_worker import thread_worker
 from tests.test_engine import Client, wait_for
 
 PERSONAS = [SimpleNamespace(name=n, meta={"hints": h}) for n, h in (
@@ -47,8 +46,7 @@ def _closed(api, ids):
 def test_hinted_bead_goes_to_the_hinted_persona_and_limits_hold(make_engine):
     engine = make_engine(SCRIPT, MAX_PER_PROJECT=1)
     api = Client(engine.app)
-    with start_worker(engine.app.extensions["celery"], pool="threads", concurrency=6, perform_ping_check=False,
-                      loglevel="WARNING"):
+    with thread_worker(engine.app.extensions["celery"], concurrency=6):
         project = api("post", "/projects", json={"name": "limits"})
         qa = api("post", "/beads", json={"project_id": project["id"], "title": "[qa] test the thing"})
         plain = [api("post", "/beads", json={"project_id": project["id"], "title": f"plain {i}"})["id"]
@@ -71,8 +69,7 @@ def test_dedicated_project_runs_only_on_its_own_queue(make_engine):
     api = Client(engine.app)
     celery_app = engine.app.extensions["celery"]
     project = api("post", "/projects", json={"name": "dedicated", "dedicated": True})
-    with start_worker(celery_app, pool="threads", concurrency=4, perform_ping_check=False, loglevel="WARNING",
-                      queues=["default"]):
+    with thread_worker(celery_app, concurrency=4, queues=["default"]):
         bead = api("post", "/beads", json={"project_id": project["id"], "title": "on my own workers"})
 
         def claimed():
@@ -81,7 +78,6 @@ def test_dedicated_project_runs_only_on_its_own_queue(make_engine):
         wait_for(claimed, timeout=30)
         time.sleep(1.0)
         assert api("get", f"/beads/{bead['id']}/steps")["total"] == 0  # its steps wait on project.<id>
-    with start_worker(celery_app, pool="threads", concurrency=4, perform_ping_check=False, loglevel="WARNING",
-                      queues=[f"project.{project['id']}"]):
+    with thread_worker(celery_app, concurrency=4, queues=[f"project.{project['id']}"]):
         wait_for(_closed(api, [bead["id"]]), timeout=30)
     assert api("get", f"/beads/{bead['id']}/steps")["total"] == 2

@@ -4,10 +4,10 @@ from __future__ import annotations
 import subprocess
 import time
 
-from celery.contrib.testing.worker import start_worker
 
 from app.services import workspace
 from tests.conftest import login_token
+from tests.celery_worker import thread_worker
 
 CHAIN_SCRIPT = {
     "model": "test-model",
@@ -54,8 +54,7 @@ def git(cwd, *args) -> str:
 def test_dependent_beads_run_in_order_with_commits_steps_and_events(make_engine):
     engine = make_engine(CHAIN_SCRIPT)
     api = Client(engine.app)
-    with engine.app.app_context(), start_worker(engine.app.extensions["celery"], pool="threads", concurrency=8,
-                                                perform_ping_check=False, loglevel="WARNING"):
+    with engine.app.app_context(), thread_worker(engine.app.extensions["celery"], concurrency=8):
         project = api("post", "/projects", json={"name": "chain", "git_strategy": "branch"})
         a = api("post", "/beads", json={"project_id": project["id"], "title": "chain-A"})
         b = api("post", "/beads", json={"project_id": project["id"], "title": "chain-B", "blocked_by": [a["id"]]})

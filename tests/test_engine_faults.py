@@ -1,8 +1,7 @@
 """The engine under bad input: garbage and hostile replies, provider faults, loop limits, escalations."""
 from __future__ import annotations
 
-from celery.contrib.testing.worker import start_worker
-
+from tests.celery_worker import thread_worker
 from tests.test_engine import Client, wait_for
 
 BIG = "x" * (10 * 1024 * 1024)
@@ -44,8 +43,7 @@ def _engine(make_engine, **config):
 
 
 def _worker(engine):
-    return start_worker(engine.app.extensions["celery"], pool="threads", concurrency=4, perform_ping_check=False,
-                        loglevel="WARNING")
+    return thread_worker(engine.app.extensions["celery"], concurrency=4)
 
 
 def _settled(api, bead_id):

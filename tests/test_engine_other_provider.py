@@ -1,8 +1,7 @@
 """Pointing the engine at another OpenAI-compatible server needs no code change."""
 from __future__ import annotations
 
-from celery.contrib.testing.worker import start_worker
-
+from tests.celery_worker import thread_worker
 from tests.fake_openai import FakeOpenAI
 from tests.test_engine import Client, wait_for
 
@@ -11,8 +10,7 @@ def test_loop_runs_against_an_independent_server(make_engine):
     with FakeOpenAI(api_key="sk-independent-0123456789") as fake:
         engine = make_engine({"rules": []}, PROVIDER_URL=fake.url, PROVIDER_API_KEY="sk-independent-0123456789")
         api = Client(engine.app)
-        with engine.app.app_context(), start_worker(engine.app.extensions["celery"], pool="threads",
-                                                    concurrency=4, perform_ping_check=False, loglevel="WARNING"):
+        with engine.app.app_context(), thread_worker(engine.app.extensions["celery"], concurrency=4):
             project = api("post", "/projects", json={"name": "elsewhere"})
             bead = api("post", "/beads", json={"project_id": project["id"], "title": "use another provider"})
 

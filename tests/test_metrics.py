@@ -7,7 +7,6 @@ from datetime import datetime
 
 import pytest
 import redis
-from celery.contrib.testing.worker import start_worker
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import update
 
@@ -16,6 +15,7 @@ from app.models import RUN_STATUSES, Agent, LLMRequest
 from app.services import ralph
 from app.services.metrics import KOMBU_PRIORITY_SEP, STEP_BUCKETS_S
 from tests.test_engine import CHAIN_SCRIPT, Client, wait_for
+from tests.celery_worker import thread_worker
 
 SAMPLE = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_]\w*="([^"\\]|\\.)*",?)*\})? -?[0-9.e+]+|[+-]Inf|NaN$')
 
@@ -70,8 +70,7 @@ def test_metrics_after_real_work_match_the_database(make_engine):
     engine = make_engine(CHAIN_SCRIPT, METRICS_CACHE_SECONDS=0)
     api, client = Client(engine.app), engine.app.test_client()
     key = api_key(api, ["system:read"])
-    with engine.app.app_context(), start_worker(engine.app.extensions["celery"], pool="threads", concurrency=4,
-                                                perform_ping_check=False, loglevel="WARNING"):
+    with engine.app.app_context(), thread_worker(engine.app.extensions["celery"], concurrency=4):
         project = api("post", "/projects", json={"name": "measured", "git_strategy": "branch"})
         a = api("post", "/beads", json={"project_id": project["id"], "title": "chain-A"})
         b = api("post", "/beads", json={"project_id": project["id"], "title": "chain-B", "blocked_by": [a["id"]]})

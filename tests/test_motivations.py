@@ -10,9 +10,8 @@ from sqlalchemy import func, select, update
 
 from app.extensions import db
 from app.models import Agent, Bead, LLMRequest, Motivation, MotivationFiring, utcnow
-from app.services import bead_graph
+from app.services import bead_graph, motivation_firing, motivation_triggers
 from app.services import beads as bead_service
-from app.services import motivation_firing, motivation_triggers
 from app.services.motivation_defaults import DEFAULTS, ensure_default_motivations
 from tests.conftest import unique
 

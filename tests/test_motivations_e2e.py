@@ -9,9 +9,9 @@ import time
 
 import pytest
 import redis
-from celery.contrib.testing.worker import start_worker
 
 from app.services.motivation_defaults import ensure_default_motivations
+from tests.celery_worker import thread_worker
 from tests.conftest import ROOT
 from tests.test_engine import Client, wait_for
 from workers import maintenance
@@ -42,8 +42,7 @@ def _handled(engine) -> int:
 
 
 def _worker(engine):
-    return start_worker(engine.app.extensions["celery"], pool="threads", concurrency=8, perform_ping_check=False,
-                        loglevel="WARNING")
+    return thread_worker(engine.app.extensions["celery"], concurrency=8)
 
 
 def test_a_closed_bead_gets_exactly_one_qa_bead_and_the_qa_bead_does_not_chain(make_engine):

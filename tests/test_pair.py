@@ -9,7 +9,6 @@ import time
 
 import httpx
 import pytest
-from celery.contrib.testing.worker import start_worker
 from click.testing import CliRunner
 from simple_websocket import Client as WebSocketClient
 
@@ -20,6 +19,7 @@ from app.models import Run
 from app.services import loop as loop_service
 from app.services import pair as pair_service
 from app.services import turns, workspace
+from tests.celery_worker import thread_worker
 from tests.conftest import login_token, start_live_server, unique
 from tests.test_engine import Client, wait_for
 from tests.test_ui_access import _session as browser_session
@@ -61,8 +61,7 @@ SCRIPT = {
 
 
 def worker(engine):
-    return start_worker(engine.app.extensions["celery"], pool="threads", concurrency=4, perform_ping_check=False,
-                        loglevel="WARNING")
+    return thread_worker(engine.app.extensions["celery"], concurrency=4)
 
 
 def sse(response) -> list[tuple[str, dict]]:

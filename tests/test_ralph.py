@@ -5,12 +5,12 @@ import json
 import time
 from datetime import timedelta
 
-from celery.contrib.testing.worker import start_worker
 from sqlalchemy import update
 
 from app.extensions import db
 from app.models import Bead, utcnow
 from app.services import ralph
+from tests.celery_worker import thread_worker
 from tests.conftest import unique
 from workers import maintenance
 
@@ -66,7 +66,7 @@ def test_ralph_runs_on_a_real_worker(ctx, api, project):
     redis_client = ctx.extensions["loom.redis"]()
     redis_client.delete(ralph.HEARTBEAT_KEY)
     celery_app = ctx.extensions["celery"]
-    with start_worker(celery_app, pool="threads", concurrency=2, perform_ping_check=False, loglevel="WARNING"):
+    with thread_worker(celery_app, concurrency=2):
         celery_app.send_task("loom.ralph_tick", kwargs={"force": True}, queue="default")
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and not redis_client.exists(ralph.HEARTBEAT_KEY):

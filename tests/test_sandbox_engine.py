@@ -12,12 +12,12 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from celery.contrib.testing.worker import start_worker
 
 from app.config import load_config
 from app.services import sandbox, workspace
 from app.services.actions import ActionContext, apply_actions
 from app.services.sandbox import SandboxError, SandboxPolicy
+from tests.celery_worker import thread_worker
 from tests.conftest import ROOT
 from tests.test_engine import Client, git, wait_for
 from workers.loop import loop_settings
@@ -161,8 +161,7 @@ def test_hostile_actions_end_to_end_leak_nothing_and_honest_work_closes_the_bead
         conn.execute("INSERT INTO t VALUES (?)", (planted[1],))
     conn.close()
     api = Client(engine.app)
-    with engine.app.app_context(), start_worker(engine.app.extensions["celery"], pool="threads", concurrency=8,
-                                                perform_ping_check=False, loglevel="WARNING"):
+    with engine.app.app_context(), thread_worker(engine.app.extensions["celery"], concurrency=8):
         project = api("post", "/projects", json={"name": "hostile", "git_strategy": "branch"})
         bead = api("post", "/beads", json={"project_id": project["id"], "title": "hostile agent"})
 

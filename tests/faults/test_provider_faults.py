@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 
-from celery.contrib.testing.worker import start_worker
 
 from tests.test_engine import Client, wait_for
+from tests.celery_worker import thread_worker
 
 WORK = [{"match": {"turn": 1}, "reply": {"actions": [{"type": "write_file", "path": "a.txt", "content": "a"}]}},
         {"match": {"turn": 2}, "reply": {"actions": [{"type": "done", "reason": "ok"}]}}]
@@ -42,7 +42,7 @@ def test_transient_faults_are_absorbed_and_an_outage_blocks_then_recovers(make_e
                          RECOVER_TRANSIENT_SECONDS=1)
     api = Client(engine.app)
     celery_app = engine.app.extensions["celery"]
-    with start_worker(celery_app, pool="threads", concurrency=8, perform_ping_check=False, loglevel="WARNING"):
+    with thread_worker(celery_app, concurrency=8):
         project = api("post", "/projects", json={"name": "faults"})
         ids = {t: api("post", "/beads", json={"project_id": project["id"], "title": f"{t} bead"})["id"]
                for t in ("burst", "ratelimited", "hang", "truncated", "garbage", "outage")}
