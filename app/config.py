@@ -43,7 +43,7 @@ DEFAULTS: dict[str, tuple[Any, type]] = {
     "RECOVER_AUTH_SECONDS": (7200, int),  # auth-blocked beads retried after this (budget blocks: never)
     "MAX_RESUMES": (3, int),  # Ralph resumes a run this often before reopening the bead
     "MAX_DISPATCHES": (10, int),  # a bead dispatched this often without finishing is blocked for triage
-    "AUTO_DISPATCH": (True, bool),  # events wake the dispatcher (tests of the API alone turn it off)
+    "AUTO_DISPATCH": (True, bool),  # event hooks: dispatch, motivations, activity, notifications (API tests: off)
     "LOG_FORMAT": ("text", str),  # text (one readable line) or json (one object a line, for log shippers)
     "METRICS_PUBLIC": (False, bool),  # GET /metrics without a credential (else it needs system:read)
     "METRICS_CACHE_SECONDS": (5.0, float),  # a scrape within this of the last one gets the same text
@@ -58,6 +58,10 @@ DEFAULTS: dict[str, tuple[Any, type]] = {
     "PAIR_WAIT_SECONDS": (10.0, float),  # a pair message waits this long for the loop's current step, then 409
     "BUDGET_COMPLETION_TOKENS": (4096, int),  # reserved per LLM call for its reply, on top of the prompt estimate
     "BUDGET_RESERVATION_SECONDS": (1800, int),  # Ralph releases a budget reservation never settled after this
+    "WEBHOOK_TIMEOUT": (10.0, float),  # seconds a notification webhook receiver may take to answer
+    "WEBHOOK_MAX_ATTEMPTS": (6, int),  # tries per webhook delivery before it is marked failed
+    "WEBHOOK_BACKOFF": (30.0, float),  # seconds before the first retry; each next one waits 4x longer (max 6 h)
+    "WEBHOOKS_INTERVAL": (15.0, float),  # seconds between Beat ticks that send webhook retries that are due
 }
 
 
@@ -123,10 +127,11 @@ def celery_settings(cfg: dict) -> dict:
         "task_send_sent_event": True,
         "task_default_queue": "default",
         # every worker knows every task
-        "imports": ("workers.loop", "workers.dispatch", "workers.maintenance", "workers.motivations"),
+        "imports": ("workers.loop", "workers.dispatch", "workers.maintenance", "workers.motivations", "workers.team"),
         "worker_hijack_root_logger": False,
         "worker_concurrency": cfg["WORKER_CONCURRENCY"],
-        "beat_schedule": build_schedule(cfg["RALPH_INTERVAL"], cfg["HEALTH_INTERVAL"], cfg["MOTIVATIONS_INTERVAL"]),
+        "beat_schedule": build_schedule(cfg["RALPH_INTERVAL"], cfg["HEALTH_INTERVAL"], cfg["MOTIVATIONS_INTERVAL"],
+                                       cfg["WEBHOOKS_INTERVAL"]),
         "beat_schedule_filename": str(Path(cfg["DATA_DIR"]) / "celerybeat-schedule"),
         "timezone": "UTC",
     }

@@ -22,6 +22,7 @@ from app.web.converters import IdConverter
 from app.web.errors import register_error_handlers
 from workers.dispatch import on_event as dispatch_hook
 from workers.motivations import on_event as motivation_hook
+from workers.team import on_event as team_hook
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -74,6 +75,7 @@ def _init_redis(app: Flask) -> None:
     if app.config["AUTO_DISPATCH"]:
         app.extensions["loom.event_hooks"].append(dispatch_hook)
         app.extensions["loom.event_hooks"].append(motivation_hook)
+        app.extensions["loom.event_hooks"].append(team_hook)
 
 
 def _register_blueprints(app: Flask) -> None:

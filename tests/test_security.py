@@ -21,7 +21,7 @@ WRITES = {"projects:write", "beads:write", "agents:write", "personas:write", "de
 def expected_allowed(role: str, permission: str) -> bool:
     if role == "admin":
         return True
-    if permission.endswith(":read"):
+    if permission.endswith(":read") or permission == "notifications:own":  # everyone reads; own inbox for all
         return True
     return role in ("user", "service") and permission in WRITES
 

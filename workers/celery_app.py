@@ -11,7 +11,7 @@ from celery.signals import setup_logging
 
 from app import create_app
 from app.logging_setup import configure_logging
-from workers import dispatch, loop, maintenance, motivations  # noqa: F401  (importing registers the tasks)
+from workers import dispatch, loop, maintenance, motivations, team  # noqa: F401  (importing registers the tasks)
 
 
 

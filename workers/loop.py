@@ -44,7 +44,8 @@ PUBLISH_RETRY = {"max_retries": 10, "interval_start": 0.5, "interval_step": 1.0,
 
 
 # How Flower, `celery inspect` and the worker log show a task's arguments: named, e.g. `run_id=12`.
-ARG_NAMES = {"loom.step": ("run_id",), "loom.start_run": ("bead_id", "agent_id")}
+ARG_NAMES = {"loom.step": ("run_id",), "loom.start_run": ("bead_id", "agent_id"),
+             "loom.deliver_webhook": ("delivery_id",)}
 
 
 def args_repr(task_name: str, args: tuple) -> str:

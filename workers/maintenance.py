@@ -18,7 +18,7 @@ MOTIVATIONS_TICK = "loom:tick:motivations"
 MOTIVATIONS_RUNS = "loom:motivations:runs"  # how many ticks really ran (for operators and tests)
 
 
-def _first_this_tick(client, key: str, interval_s: float) -> bool:
+def first_this_tick(client, key: str, interval_s: float) -> bool:
     """True for the first caller in this interval (80% of it, so a late tick is not lost)."""
     return bool(client.set(key, "1", nx=True, px=max(100, int(interval_s * 800))))
 
@@ -35,7 +35,7 @@ def ralph_settings() -> ralph.RalphSettings:
 @shared_task(name="loom.ralph_tick", ignore_result=True)
 def ralph_tick(force: bool = False) -> dict | None:
     client = current_app.extensions["loom.redis"]()
-    if not force and not _first_this_tick(client, RALPH_TICK, current_app.config["RALPH_INTERVAL"]):
+    if not force and not first_this_tick(client, RALPH_TICK, current_app.config["RALPH_INTERVAL"]):
         return None  # another Beat's message for this tick already ran
     lock = client.lock(RALPH_LOCK, timeout=60, blocking=False)
     if not lock.acquire():
@@ -55,7 +55,7 @@ def ralph_tick(force: bool = False) -> dict | None:
 @shared_task(name="loom.provider_health", ignore_result=True)
 def provider_health_task() -> list[dict] | None:
     client = current_app.extensions["loom.redis"]()
-    if not _first_this_tick(client, HEALTH_TICK, current_app.config["HEALTH_INTERVAL"]):
+    if not first_this_tick(client, HEALTH_TICK, current_app.config["HEALTH_INTERVAL"]):
         return None
     return provider_health.check_all(current_app.config, client)
 
@@ -65,7 +65,7 @@ def motivations_tick(force: bool = False) -> dict | None:
     """Evaluate interval/calendar/idle/threshold motivations and catch up missed bead.closed events. The marker
     and lock keep it to one run per tick; the firings' dedup keys make each occasion fire once regardless."""
     client = current_app.extensions["loom.redis"]()
-    if not force and not _first_this_tick(client, MOTIVATIONS_TICK, current_app.config["MOTIVATIONS_INTERVAL"]):
+    if not force and not first_this_tick(client, MOTIVATIONS_TICK, current_app.config["MOTIVATIONS_INTERVAL"]):
         return None
     lock = client.lock(MOTIVATIONS_LOCK, timeout=120, blocking=False)
     if not lock.acquire():

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from sqlalchemy import exists, func, select
 
 from app.extensions import db
-from app.models import BEAD_STATUSES, BEAD_TYPES, Agent, Bead, BeadDependency, BeadTag, Comment, utcnow
+from app.models import BEAD_STATUSES, BEAD_TYPES, Agent, Bead, BeadDependency, BeadTag, Comment, User, utcnow
 from app.services import bead_graph
 from app.services.events import emit
 from app.services.personas import triage_persona
@@ -47,10 +47,19 @@ def normalise_tags(tags: Iterable[str]) -> list[str]:
     return sorted(out)
 
 
+def _owner(user_id: int | None) -> int | None:
+    """A bead's owner is an active user (or nobody)."""
+    if user_id is None:
+        return None
+    if db.session.scalar(select(User.id).where(User.id == user_id, User.active.is_(True))) is None:
+        raise ValidationError(f"owner_id: no active user {user_id}", "owner_id")
+    return user_id
+
+
 def create_bead(project_id: int, title: str, *, description: str = "", priority: int = 2,
                 type: str = "task", tags: Iterable[str] = (), blocked_by: Iterable[int] = (),
                 acceptance: str | None = None, created_by: str | None = None, meta: dict | None = None,
-                origin_key: str | None = None) -> Bead:
+                origin_key: str | None = None, owner_id: int | None = None) -> Bead:
     """Create a bead. With an `origin_key` (an agent action's idempotency key) a repeat returns the first."""
     get_project(project_id, field="project_id")
     if origin_key is not None:
@@ -66,7 +75,7 @@ def create_bead(project_id: int, title: str, *, description: str = "", priority:
         raise ValidationError("priority must be 0 (P0, highest) to 3 (P3)", "priority")
     bead = Bead(project_id=project_id, title=title, description=description or "", priority=priority,
                 type=type, acceptance=acceptance or None, created_by=created_by, error_history=[],
-                meta=meta or {}, origin_key=origin_key)
+                meta=meta or {}, origin_key=origin_key, owner_id=_owner(owner_id))
     bead.tag_rows = [BeadTag(tag=t) for t in normalise_tags(tags)]
     db.session.add(bead)
     db.session.flush()
@@ -76,7 +85,7 @@ def create_bead(project_id: int, title: str, *, description: str = "", priority:
     db.session.commit()
     emit("bead.created", project_id=project_id, bead_id=bead.id,
          data={"title": bead.title, "priority": bead.priority, "type": bead.type, "status": bead.status,
-               "tags": bead.tags, "blocked_by": blockers, "created_by": created_by})
+               "tags": bead.tags, "blocked_by": blockers, "created_by": created_by, "owner_id": bead.owner_id})
     return bead
 
 
@@ -127,6 +136,9 @@ def update_bead(bead_id: int, changes: dict) -> Bead:
         bead.acceptance = changes["acceptance"] or None
     if "tags" in changes:
         bead.tag_rows = [BeadTag(tag=t) for t in normalise_tags(changes["tags"] or [])]
+    owner_before = bead.owner_id
+    if "owner_id" in changes:
+        bead.owner_id = _owner(changes["owner_id"])
     db.session.flush()
     status = changes.get("status")
     if status is not None and status != bead.status:
@@ -141,7 +153,8 @@ def update_bead(bead_id: int, changes: dict) -> Bead:
     db.session.commit()
     emit("bead.updated", project_id=bead.project_id, bead_id=bead.id,
          data={"fields": sorted(changes), "title": bead.title, "priority": bead.priority, "type": bead.type,
-               "tags": bead.tags, "status": bead.status})
+               "tags": bead.tags, "status": bead.status, "owner_id": bead.owner_id,
+               "owner_changed": bead.owner_id != owner_before})
     return bead
 
 

@@ -4,9 +4,16 @@ from __future__ import annotations
 from sqlalchemy import func, select
 
 from app.extensions import db
-from app.models import Bead
+from app.models import Bead, User
 from app.services import bead_graph, beads
 from app.services.errors import Conflict, NotFound
+
+
+def _active_owner(bead: Bead) -> int | None:
+    """The decision goes to the asking bead's owner while they are an active user."""
+    if bead.owner_id is None:
+        return None
+    return db.session.scalar(select(User.id).where(User.id == bead.owner_id, User.active.is_(True)))
 
 
 def escalate(bead_id: int, reason: str, *, question: str | None = None, options: list | None = None,
@@ -19,7 +26,7 @@ def escalate(bead_id: int, reason: str, *, question: str | None = None, options:
         body += ["", "Options:"] + [f"{i}. {o}" for i, o in enumerate(options, 1)]
     decision = beads.create_bead(
         bead.project_id, f"Decision for #{bead.id}: {reason}"[:200], description="\n".join(body), type="decision",
-        priority=bead.priority, created_by=actor, origin_key=origin_key,
+        priority=bead.priority, created_by=actor, origin_key=origin_key, owner_id=_active_owner(bead),
         meta={"escalated_from": bead.id, "reason": reason, "question": question or reason, "options": options},
     )
     bead_graph.add_dependency(bead.id, decision.id)

@@ -66,10 +66,21 @@ def check_all(config: dict, redis_client: redis.Redis) -> list[dict]:
         results.append({"name": provider.name, **check_registered(provider)})
     if config.get("PROVIDER_URL"):
         result = ping(config["PROVIDER_URL"], config.get("PROVIDER_API_KEY") or None, config.get("MODEL") or None)
+        before = _env_status(redis_client)
         redis_client.set(ENV_KEY, json.dumps({**result, "ts": utcnow().isoformat()}), ex=300)
-        emit("provider.health", data={"provider_id": None, "name": "LOOM_PROVIDER_URL", **result})
+        emit("provider.health", data={"provider_id": None, "name": "LOOM_PROVIDER_URL", **result,
+                                      "changed": before != result["status"]})
         results.append({"name": "LOOM_PROVIDER_URL", **result})
     return results
+
+
+def _env_status(redis_client: redis.Redis) -> str:
+    """The LOOM_PROVIDER_URL provider's last status ("unknown" when none is recorded or Redis cannot say)."""
+    try:
+        raw = redis_client.get(ENV_KEY)
+        return json.loads(raw).get("status", "unknown") if raw else "unknown"
+    except (redis.RedisError, ValueError, AttributeError):
+        return "unknown"
 
 
 def provider_available(config: dict, redis_client: redis.Redis) -> bool:

@@ -18,7 +18,7 @@ from app.services.security_log import record_security_event
 
 # resource:action permissions. Every route declares one of these (app/web/api/routing.py).
 READ = ["projects:read", "beads:read", "agents:read", "personas:read", "providers:read", "decisions:read",
-        "analytics:read", "activity:read", "logs:read", "events:read", "system:read"]
+        "analytics:read", "activity:read", "notifications:own", "logs:read", "events:read", "system:read"]
 WRITE = ["projects:write", "beads:write", "agents:write", "personas:write", "decisions:write", "pair:use"]
 ADMIN = ["projects:admin", "providers:write", "users:admin", "system:admin"]
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {

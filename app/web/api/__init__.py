@@ -3,6 +3,7 @@ from app.web.api import agents, auth, beads, engine, events, projects, providers
 from app.web.api import motivations  # noqa: F401 (registers routes)
 from app.web.api import pair  # noqa: F401 (registers routes)
 from app.web.api import analytics, budgets  # noqa: F401 (registers routes)
+from app.web.api import activity, notifications  # noqa: F401 (registers routes)
 from app.web.api.routing import ROUTES, bp
 
 __all__ = ["ROUTES", "bp"]

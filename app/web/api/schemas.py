@@ -164,6 +164,8 @@ class BeadCreate(Body):
     tags: Annotated[list[Tag], Field(max_length=20)] = []
     blocked_by: Annotated[list[Id], Field(max_length=100)] = []
     acceptance: Annotated[str, Field(max_length=4000)] | None = None
+    owner_id: Annotated[Id, Field(description="the person responsible (a user id); notified when assigned")] | None \
+        = None
 
 
 class BeadUpdate(Body):
@@ -176,6 +178,7 @@ class BeadUpdate(Body):
     acceptance: Annotated[str, Field(max_length=4000)] | None = None
     status: Literal["open", "blocked", "closed"] | None = None
     reason: Annotated[str, Field(max_length=4000)] | None = None
+    owner_id: Annotated[Id, Field(description="a user id; null clears it")] | None = None
 
 
 class BeadFilters(Page):

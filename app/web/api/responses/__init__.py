@@ -5,6 +5,8 @@ limit, offset}` shape of `paged()` and `r.list_of(r.Model)` the unpaged `{items,
 keys, so a `to_dict()` that grows a key without its model fails tests/test_api_schemathesis.py. A new resource
 puts its models in a module of its own here and re-exports them below.
 """
+from app.web.api.responses.activity import (Activity, Notification, NotificationPage, NotificationPreferences,
+                                            ReadAll, WebhookDelivery)
 from app.web.api.responses.analytics import Budget, LLMRequest, ModelPrice, Summary, Timeseries
 from app.web.api.responses.auth import ApiKey, ApiKeyCreated, LoginAnswer, Me, SecurityEvent, User
 from app.web.api.responses.base import (Absent, EventStream, Id, Json, Ok, PlainText, Response, ResponseJsonSchema,
@@ -19,5 +21,6 @@ __all__ = [
     "EventStream", "Id", "Json", "list_of", "Live", "LogEntry", "LoginAnswer", "Me", "Motivation",
     "MotivationFiring", "Ok", "OpenAPIDocument", "page_of", "Persona", "PersonaSummary", "PlainText", "Project",
     "Provider", "Ready", "Response", "ResponseJsonSchema", "Run", "SecurityEvent", "Setting", "Step", "User",
-    "Budget", "LLMRequest", "ModelPrice", "Summary", "Timeseries",
+    "Budget", "LLMRequest", "ModelPrice", "Summary", "Timeseries", "Activity", "Notification", "NotificationPage",
+    "NotificationPreferences", "ReadAll", "WebhookDelivery",
 ]

@@ -1,0 +1,162 @@
+"""The team's activity feed: a fixed list of event types become readable lines; the same actor doing the same
+thing in the same project within five minutes is one line with a count, not a flood.
+
+`record_event()` is idempotent per bus event (a redelivered task changes nothing) and announces each new or
+grown line as `activity.created` / `activity.updated`.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+
+from app.extensions import db
+from app.models import Activity, Agent, utcnow
+from app.services.errors import ValidationError
+from app.services.events import emit
+
+AGGREGATE_WINDOW = timedelta(minutes=5)
+KEEP_ITEMS = 10  # beads (or other subjects) remembered on an aggregated line
+KEEP_EVENT_IDS = 50  # bus events folded into a line, so a redelivery is recognised
+
+# type -> (verb for one, verb for many): what the feed says about each event type it keeps.
+ACTIVITY_TYPES: dict[str, tuple[str, str]] = {
+    "bead.created": ("created", "created {n} beads"),
+    "bead.claimed": ("claimed", "claimed {n} beads"),
+    "bead.closed": ("closed", "closed {n} beads"),
+    "bead.blocked": ("blocked", "blocked {n} beads"),
+    "bead.commented": ("commented on", "commented {n} times"),
+    "bead.deleted": ("deleted", "deleted {n} beads"),
+    "test.failed": ("failed the acceptance check of", "failed {n} acceptance checks"),
+    "motivation.fired": ("fired motivation", "fired motivations {n} times"),
+    "budget.exhausted": ("exhausted the budget on", "exhausted budgets {n} times"),
+    "provider.health": ("reported provider", "reported provider changes {n} times"),
+    "pair.paused": ("paused the loop of", "paused {n} loops"),
+    "pair.resumed": ("handed back to the loop", "handed back {n} beads"),
+}
+
+
+def wanted(event: dict) -> bool:
+    """Is this event one the feed keeps? (Provider health only when the status changed.)"""
+    if event.get("type") not in ACTIVITY_TYPES:
+        return False
+    if event["type"] == "provider.health":
+        return bool((event.get("data") or {}).get("changed"))
+    return True
+
+
+def actor_of(event: dict) -> str:
+    """Who did it: the person or motivation named in the event, else the agent involved, else `system`."""
+    data = event.get("data") or {}
+    for key in ("actor", "author", "created_by", "paused_by", "resumed_by", "decided_by"):
+        if isinstance(data.get(key), str) and data[key]:
+            return data[key][:100]
+    agent_id = event.get("agent_id") or (data.get("assigned_to") if event.get("type") == "bead.closed" else None)
+    if isinstance(agent_id, int):
+        name = db.session.scalar(select(Agent.name).where(Agent.id == agent_id))
+        if name:
+            return name[:100]
+    return "system"
+
+
+def _subject(event: dict) -> dict:
+    """The thing acted on, as a small dict the page can link."""
+    data = event.get("data") or {}
+    subject = {"bead_id": event.get("bead_id"), "title": data.get("title") or data.get("name")}
+    if event["type"] == "provider.health":
+        subject["status"] = data.get("status")
+    if event["type"] == "motivation.fired":
+        subject["detail"] = data.get("detail")
+    if event["type"] in ("budget.exhausted", "bead.blocked"):
+        subject["reason"] = data.get("message") or data.get("reason")
+    return {k: v for k, v in subject.items() if v is not None}
+
+
+def _describe(item: dict) -> str:
+    parts = [f"#{item['bead_id']}"] if item.get("bead_id") else []
+    if item.get("title"):
+        parts.append(str(item["title"])[:120])
+    if item.get("status"):
+        parts.append(f"({item['status']})")
+    return " ".join(parts)
+
+
+def summarise(type: str, actor: str, items: list[dict], count: int) -> str:
+    one, many = ACTIVITY_TYPES[type]
+    if count == 1:
+        text = f"{actor} {one} {_describe(items[0]) if items else ''}".rstrip()
+        reason = items[0].get("reason") if items else None
+        return f"{text}: {str(reason)[:200]}" if reason else text
+    shown = ", ".join(f"#{i['bead_id']}" for i in items[-5:] if i.get("bead_id"))
+    return f"{actor} {many.format(n=count)}" + (f" ({shown})" if shown else "")
+
+
+def _fold_in(line: Activity, event: dict, subject: dict, now: datetime) -> None:
+    data = dict(line.data or {})
+    data["items"] = (list(data.get("items", [])) + [subject])[-KEEP_ITEMS:]
+    data["event_ids"] = (list(data.get("event_ids", [])) + [event.get("id")])[-KEEP_EVENT_IDS:]
+    line.data = data
+    line.count += 1
+    line.last_at = now
+    if event.get("bead_id"):
+        line.bead_id = event["bead_id"]
+    line.summary = summarise(line.type, line.actor, data["items"], line.count)
+
+
+def record_event(event: dict, now: datetime | None = None) -> Activity | None:
+    """Turn one bus event into a feed line (new, or folded into the actor's recent line). None: not kept."""
+    if not wanted(event):
+        return None
+    now = now or utcnow()
+    event_id = event.get("id")
+    if event_id and db.session.scalar(select(Activity.id).where(Activity.event_id == event_id)) is not None:
+        return None  # the first event of a line, seen again
+    actor, subject = actor_of(event), _subject(event)
+    recent = db.session.scalars(
+        select(Activity).where(Activity.actor == actor, Activity.type == event["type"],
+                               Activity.project_id.is_(None) if event.get("project_id") is None
+                               else Activity.project_id == event["project_id"],
+                               Activity.last_at >= now - AGGREGATE_WINDOW)
+        .order_by(Activity.last_at.desc()).limit(1).with_for_update()).first()
+    if recent is not None:
+        if event_id and event_id in (recent.data or {}).get("event_ids", []):
+            db.session.rollback()
+            return None  # folded in already
+        _fold_in(recent, event, subject, now)
+        line, kind = recent, "activity.updated"
+    else:
+        line = Activity(type=event["type"], actor=actor, project_id=event.get("project_id"),
+                        bead_id=event.get("bead_id"), agent_id=event.get("agent_id"), event_id=event_id,
+                        data={"items": [subject], "event_ids": [event_id]}, count=1, created_at=now, last_at=now,
+                        summary=summarise(event["type"], actor, [subject], 1))
+        db.session.add(line)
+        kind = "activity.created"
+    db.session.commit()
+    emit(kind, project_id=line.project_id, bead_id=line.bead_id, agent_id=line.agent_id, data=activity_view(line))
+    return line
+
+
+def activity_view(line: Activity) -> dict:
+    out = line.to_dict()
+    out["data"] = {"items": (line.data or {}).get("items", [])}
+    return out
+
+
+def list_activity(*, project_id: int | None = None, type: str | None = None, actor: str | None = None,
+                  since: datetime | None = None, limit: int = 50, offset: int = 0) -> tuple[list[Activity], int]:
+    """Newest first (by the last repeat)."""
+    if type is not None and type not in ACTIVITY_TYPES:
+        raise ValidationError(f"type must be one of {', '.join(ACTIVITY_TYPES)}", "type")
+    query = select(Activity)
+    if project_id is not None:
+        query = query.where(Activity.project_id == project_id)
+    if type is not None:
+        query = query.where(Activity.type == type)
+    if actor is not None:
+        query = query.where(Activity.actor == actor)
+    if since is not None:
+        query = query.where(Activity.last_at >= since)
+    total = db.session.scalar(select(func.count()).select_from(query.subquery()))
+    items = db.session.scalars(query.order_by(Activity.last_at.desc(), Activity.id.desc())
+                               .limit(limit).offset(offset)).all()
+    return list(items), int(total or 0)
