@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -332,3 +333,31 @@ def make_engine(primary_database_url, redis_url, tmp_path_factory):
         engine.llm.stop()
         with engine.app.app_context():
             db.engine.dispose()
+
+
+# --------------------------------------------------------------------------- the CLI tests' fixtures
+@pytest.fixture(scope="session")
+def live_token(live_server) -> str:
+    """The admin's bearer token on the shared live server."""
+    return live_server.token(live_server.admin_username, live_server.admin_password)
+
+
+@pytest.fixture()
+def http(live_server, live_token) -> Iterator[httpx.Client]:
+    """An independent view of the live server (as the admin), to check what the CLI really changed."""
+    with httpx.Client(base_url=f"{live_server.url}/api/v1", timeout=30,
+                      headers={"Authorization": f"Bearer {live_token}"}) as client:
+        yield client
+
+
+@pytest.fixture()
+def loom(live_server, live_token, tmp_path):
+    """Run `loom ARGS...` in-process; authenticated by LOOM_API_KEY (the admin's token unless `key=...`)."""
+    from click.testing import CliRunner
+
+    from app.cli import cli
+
+    def run(*args: str, key: str | None = live_token, server: str | None = None, stdin: str | None = None):
+        env = {"LOOM_SERVER": server or live_server.url, "LOOM_CONFIG_DIR": str(tmp_path), "LOOM_API_KEY": key}
+        return CliRunner().invoke(cli, list(args), env=env, input=stdin, catch_exceptions=False)
+    return run

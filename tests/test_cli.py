@@ -4,73 +4,17 @@ from __future__ import annotations
 import json
 import stat
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
 import httpx
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
 
 from app.cli import cli
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture(scope="session")
-def live_token(live_server) -> str:
-    response = httpx.post(f"{live_server.url}/api/v1/auth/login",
-                          json={"username": live_server.admin_username, "password": live_server.admin_password})
-    assert response.status_code == 200, response.text
-    return response.json()["token"]
-
-
-@pytest.fixture()
-def http(live_server, live_token) -> Iterator[httpx.Client]:
-    """An independent view of the server, to check what the CLI really changed."""
-    with httpx.Client(base_url=f"{live_server.url}/api/v1", timeout=30,
-                      headers={"Authorization": f"Bearer {live_token}"}) as client:
-        yield client
-
-
-Loom = Callable[..., Result]
-
-
-@pytest.fixture()
-def loom(live_server, live_token, tmp_path) -> Loom:
-    """Run `loom ARGS...` in-process; authenticated by LOOM_API_KEY unless `key=None`."""
-    def run(*args: str, key: str | None = live_token, server: str | None = None, stdin: str | None = None) -> Result:
-        env = {"LOOM_SERVER": server or live_server.url, "LOOM_CONFIG_DIR": str(tmp_path), "LOOM_API_KEY": key}
-        return CliRunner().invoke(cli, list(args), env=env, input=stdin, catch_exceptions=False)
-    return run
-
-
-def ok(result: Result) -> str:
-    assert result.exit_code == 0, f"exit {result.exit_code}\nstdout: {result.stdout}\nstderr: {result.stderr}"
-    return result.stdout
-
-
-def failed(result: Result) -> str:
-    """A clean API failure: exit 1, one `Error: ...` line on stderr, never a traceback."""
-    assert result.exit_code == 1, f"exit {result.exit_code}\nstdout: {result.stdout}\nstderr: {result.stderr}"
-    assert result.stderr.startswith("Error: "), result.stderr
-    assert "Traceback" not in result.output
-    return result.stderr
-
-
-def as_json(result: Result) -> dict:
-    return json.loads(ok(result))
-
-
-def table(output: str) -> list[list[str]]:
-    """A printed table as rows of cells (columns are separated by two or more spaces)."""
-    rows = []
-    for line in output.splitlines():
-        if line.strip():
-            rows.append([cell for cell in line.split("  ") if cell.strip() != ""])
-    return [[cell.strip() for cell in row] for row in rows]
+from tests.cli_helpers import Loom, as_json, failed, ok, table
+from tests.conftest import unique
 
 
 @pytest.fixture()

@@ -6,43 +6,19 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Callable, Iterator
 
-import httpx
 import pytest
-from click.testing import CliRunner, Result
 
-from app.cli import cli
 from app.services import analytics
-from tests.test_cli import as_json, failed, ok, table, unique
+from tests.cli_helpers import as_json, failed, ok, table
+from tests.conftest import unique
 
-Loom = Callable[..., Result]
 ROWS = [  # model, persona, status, prompt, completion, latency
     ("cli-model-a", "engineer", "ok", 1000, 100, 40.0),
     ("cli-model-a", "engineer", "ok", 2000, 200, 10.0),
     ("cli-model-b", "qa-engineer", "ok", 500, 50, 30.0),
     ("cli-model-b", "qa-engineer", "rate_limit", 0, 0, 5.0),
 ]
-
-
-@pytest.fixture(scope="module")
-def live_token(live_server) -> str:
-    return live_server.token(live_server.admin_username, live_server.admin_password)
-
-
-@pytest.fixture()
-def http(live_server, live_token) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=f"{live_server.url}/api/v1", timeout=30,
-                      headers={"Authorization": f"Bearer {live_token}"}) as client:
-        yield client
-
-
-@pytest.fixture()
-def loom(live_server, live_token, tmp_path) -> Loom:
-    def run(*args: str, key: str | None = live_token) -> Result:
-        env = {"LOOM_SERVER": live_server.url, "LOOM_CONFIG_DIR": str(tmp_path), "LOOM_API_KEY": key}
-        return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
-    return run
 
 
 @pytest.fixture()

@@ -1,47 +1,16 @@
 """`loom user ...` and `loom apikey ...` end to end: CliRunner against the live server, checked over httpx."""
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
-import pytest
-from click.testing import CliRunner, Result
 
-from app.cli import cli
 from app.cli.commands_users import expiry
-from tests.test_cli import as_json, failed, ok, table  # the CLI tests' output helpers
+from tests.cli_helpers import as_json, failed, ok, table
+from tests.conftest import unique
 
 
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture(scope="session")
-def live_token(live_server) -> str:
-    return live_server.token(live_server.admin_username, live_server.admin_password)
-
-
-@pytest.fixture()
-def http(live_server, live_token) -> Iterator[httpx.Client]:
-    """An independent view of the server, to check what the CLI really changed."""
-    with httpx.Client(base_url=f"{live_server.url}/api/v1", timeout=30,
-                      headers={"Authorization": f"Bearer {live_token}"}) as client:
-        yield client
-
-
-Loom = Callable[..., Result]
 LIST_KEYS = ("apikey", "list", "--limit", "500")  # the largest page: the server is shared
-
-
-@pytest.fixture()
-def loom(live_server, live_token, tmp_path) -> Loom:
-    """Run `loom ARGS...` in-process; authenticated by LOOM_API_KEY (the admin's token unless `key=...`)."""
-    def run(*args: str, key: str | None = live_token, stdin: str | None = None) -> Result:
-        env = {"LOOM_SERVER": live_server.url, "LOOM_CONFIG_DIR": str(tmp_path), "LOOM_API_KEY": key}
-        return CliRunner().invoke(cli, list(args), env=env, input=stdin, catch_exceptions=False)
-    return run
 
 
 def stored_user(http: httpx.Client, username: str) -> dict:

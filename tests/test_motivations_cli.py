@@ -1,42 +1,10 @@
 """`loom motivation ...` end to end: CliRunner against the live server, checked over httpx."""
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable, Iterator
-
-import httpx
-import pytest
-from click.testing import CliRunner, Result
-
-from app.cli import cli
-from tests.test_cli import as_json, failed, ok, table  # the CLI tests' output helpers
 
 
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture(scope="session")
-def live_token(live_server) -> str:
-    return live_server.token(live_server.admin_username, live_server.admin_password)
-
-
-@pytest.fixture()
-def http(live_server, live_token) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=f"{live_server.url}/api/v1", timeout=30,
-                      headers={"Authorization": f"Bearer {live_token}"}) as client:
-        yield client
-
-
-Loom = Callable[..., Result]
-
-
-@pytest.fixture()
-def loom(live_server, live_token, tmp_path) -> Loom:
-    def run(*args: str) -> Result:
-        env = {"LOOM_SERVER": live_server.url, "LOOM_CONFIG_DIR": str(tmp_path), "LOOM_API_KEY": live_token}
-        return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
-    return run
+from tests.cli_helpers import as_json, failed, ok, table
+from tests.conftest import unique
 
 
 def test_motivation_lifecycle_from_the_shell(loom, http):

@@ -3,6 +3,8 @@ writes the activity feed and the notifications and sends their webhooks; Beat re
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 import redis
@@ -31,6 +33,27 @@ def on_event(event: dict) -> None:
         log.warning("team event %s not sent: %s", event.get("type"), exc)
 
 
+@contextmanager
+def _feed_lock(name: str) -> Iterator[None]:
+    """One feed line at a time per actor, type and project, across worker processes (Redis down: unlocked)."""
+    try:
+        lock = current_app.extensions["loom.redis"]().lock(f"loom:lock:activity:{name}", timeout=30,
+                                                          blocking_timeout=10)
+        held = lock.acquire()
+        if not held:
+            log.warning("activity lock %s not free after 10 s: recording unlocked", name)
+    except redis.RedisError:
+        lock, held = None, False
+    try:
+        yield
+    finally:
+        if held:
+            try:
+                lock.release()
+            except redis.RedisError as exc:  # expired or Redis away: its timeout frees it
+                log.warning("activity lock %s not released: %s", name, exc)
+
+
 def webhook_settings() -> webhooks.WebhookSettings:
     cfg = current_app.config
     return webhooks.WebhookSettings(timeout_s=cfg["WEBHOOK_TIMEOUT"], max_attempts=cfg["WEBHOOK_MAX_ATTEMPTS"],
@@ -41,7 +64,7 @@ def webhook_settings() -> webhooks.WebhookSettings:
              max_retries=5)
 def team_event(event: dict) -> list[int]:
     """Feed line, notifications, then their webhooks (idempotent: a redelivered event changes nothing)."""
-    activity.record_event(event)
+    activity.record_event(event, lock=_feed_lock)
     made = notifications.notify_for_event(event)
     for delivery_id in notifications.pending_deliveries([n.id for n in made]):
         send("loom.deliver_webhook", (delivery_id,))

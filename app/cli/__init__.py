@@ -8,6 +8,7 @@ credentials and errors; `output` the printing helpers; `options` shared option t
 from __future__ import annotations
 
 from app.cli import (  # noqa: F401  (imported for their side effect: registering commands on `cli`)
+    commands_activity,
     commands_agents,
     commands_analytics,
     commands_auth,

@@ -52,14 +52,15 @@ def bead_list(session: Session, project_id: int | None, status: str | None, prio
 @click.option("--tag", "tags", multiple=True, help="Repeatable.")
 @click.option("--blocked-by", "blocked_by", type=ID, multiple=True, help="Blocking bead id (repeatable).")
 @click.option("--acceptance", help="Shell command that must pass before the bead closes.")
+@click.option("--owner", "owner_id", type=ID, help="User id of the person responsible (they are notified).")
 @pass_session
 def bead_create(session: Session, title: str, project_id: int, description: str | None, priority: int | None,
                 bead_type: str | None, tags: tuple[str, ...], blocked_by: tuple[int, ...],
-                acceptance: str | None) -> None:
+                acceptance: str | None, owner_id: int | None) -> None:
     """Create a bead."""
     body = given(project_id=project_id, title=title, description=description, priority=priority,
                  type=bead_type, tags=list(tags) or None, blocked_by=list(blocked_by) or None,
-                 acceptance=acceptance)
+                 acceptance=acceptance, owner_id=owner_id)
     created = session.client().post("/beads", body)
     blockers = f" (blocked by {format_field(created.get('blocked_by'))})" if created.get("blocked_by") else ""
     say(session, created, f"Created bead {created['id']}: {created['title']}{blockers}")
@@ -71,6 +72,19 @@ def bead_create(session: Session, title: str, project_id: int, description: str 
 def bead_show(session: Session, bead_id: int) -> None:
     """Show one bead with its dependencies."""
     print_record(session, session.client().get(f"/beads/{bead_id}"), first=BEAD_FIRST)
+
+
+@bead.command("assign")
+@click.argument("bead_id", metavar="ID", type=ID)
+@click.argument("owner_id", metavar="USER_ID", type=ID, required=False)
+@click.option("--nobody", is_flag=True, help="Clear the owner.")
+@pass_session
+def bead_assign(session: Session, bead_id: int, owner_id: int | None, nobody: bool) -> None:
+    """Make a person (user id) responsible for a bead; they get a notification."""
+    if (owner_id is None) == (not nobody):
+        raise click.UsageError("give a USER_ID, or --nobody to clear the owner")
+    answer = session.client().request("PATCH", f"/beads/{bead_id}", body={"owner_id": owner_id})
+    say(session, answer, f"Bead {bead_id} is owned by {'user ' + str(owner_id) if owner_id else 'nobody'}")
 
 
 @bead.command("ready")

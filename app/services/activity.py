@@ -6,6 +6,9 @@ grown line as `activity.created` / `activity.updated`.
 """
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
@@ -103,21 +106,31 @@ def _fold_in(line: Activity, event: dict, subject: dict, now: datetime) -> None:
     line.summary = summarise(line.type, line.actor, data["items"], line.count)
 
 
-def record_event(event: dict, now: datetime | None = None) -> Activity | None:
-    """Turn one bus event into a feed line (new, or folded into the actor's recent line). None: not kept."""
+def record_event(event: dict, now: datetime | None = None,
+                 lock: Callable[[str], AbstractContextManager] | None = None) -> Activity | None:
+    """Turn one bus event into a feed line (new, or folded into the actor's recent line). None: not kept.
+
+    `lock(name)` serialises the events of one actor, type and project (concurrent workers would otherwise each
+    start a line of their own); the worker passes a Redis lock, which works on every database."""
     if not wanted(event):
         return None
-    now = now or utcnow()
+    actor = actor_of(event)
+    key = f"{actor}|{event['type']}|{event.get('project_id')}"
+    with (lock(hashlib.sha1(key.encode()).hexdigest()[:16]) if lock else nullcontext()):
+        return _record(event, actor, now or utcnow())
+
+
+def _record(event: dict, actor: str, now: datetime) -> Activity | None:
     event_id = event.get("id")
     if event_id and db.session.scalar(select(Activity.id).where(Activity.event_id == event_id)) is not None:
         return None  # the first event of a line, seen again
-    actor, subject = actor_of(event), _subject(event)
+    subject = _subject(event)
     recent = db.session.scalars(
         select(Activity).where(Activity.actor == actor, Activity.type == event["type"],
                                Activity.project_id.is_(None) if event.get("project_id") is None
                                else Activity.project_id == event["project_id"],
                                Activity.last_at >= now - AGGREGATE_WINDOW)
-        .order_by(Activity.last_at.desc()).limit(1).with_for_update()).first()
+        .order_by(Activity.last_at.desc()).limit(1)).first()
     if recent is not None:
         if event_id and event_id in (recent.data or {}).get("event_ids", []):
             db.session.rollback()

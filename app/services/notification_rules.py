@@ -45,17 +45,18 @@ def _bead_drafts(event: dict, bead: Bead) -> list[Draft]:
               "bead_id": bead.id}
     label = f"#{bead.id} {bead.title}"
     drafts: list[Draft] = []
-    assigned = (kind == "bead.created" and bead.owner_id) or \
-        (kind == "bead.updated" and data.get("owner_changed") and bead.owner_id)
-    if assigned and _is_person(bead.owner_id) and bead.type != "decision":
-        drafts.append(Draft(bead.owner_id, "bead.assigned", f"Assigned to you: {label}"[:300],
+    # What the event says, not the bead's state now: a late-processed event must not notify a later change.
+    owner = data.get("owner_id") if kind == "bead.created" or (kind == "bead.updated" and data.get("owner_changed")) \
+        else None
+    if owner and _is_person(owner) and bead.type != "decision":
+        drafts.append(Draft(owner, "bead.assigned", f"Assigned to you: {label}"[:300],
                             bead.description[:500], **common))
     if kind == "bead.created" and bead.type == "decision":
         deciders = [bead.owner_id] if _is_person(bead.owner_id) else _people(DECIDERS)
         question = (bead.meta or {}).get("question") or bead.description
         drafts += [Draft(uid, "decision.waiting", f"Decision awaiting you: {label}"[:300], str(question)[:500],
                          **{**common, "link": "/decisions"}) for uid in deciders]
-    if kind == "bead.created" and bead.priority == 0:
+    if kind == "bead.created" and data.get("priority", bead.priority) == 0:
         drafts += [Draft(uid, "bead.p0_created", f"P0 bead created: {label}"[:300], bead.description[:500], **common)
                    for uid in _people()]
     if kind == "bead.blocked" and data.get("block_kind") in AUTO_BLOCK_KINDS:
