@@ -109,6 +109,19 @@ def test_max_iterations_stops_the_run(make_engine):
     assert api("get", f"/beads/{bead['id']}/steps")["total"] == 4
 
 
+def test_a_runtime_override_of_max_iterations_is_what_the_loop_uses(make_engine):
+    engine, api = _engine(make_engine, MAX_ITERATIONS=25, MAX_PER_PROJECT=7)
+    defaults = {i["key"]: i["default"] for i in api("get", "/config")["items"]}
+    assert (defaults["loop.max_iterations"], defaults["dispatch.max_per_project"]) == (25, 7)  # the real settings
+    api("put", "/config/loop.max_iterations", json={"value": 3})
+    with engine.app.app_context(), _worker(engine):
+        project = api("post", "/projects", json={"name": "overridden"})
+        bead = api("post", "/beads", json={"project_id": project["id"], "title": "forever writing"})
+        final = wait_for(_settled(api, bead["id"]), timeout=60)
+    assert final["status"] == "blocked" and "(3)" in final["status_reason"], final["status_reason"]
+    assert api("get", f"/beads/{bead['id']}/steps")["total"] == 3
+
+
 def test_failing_acceptance_goes_back_to_the_llm(make_engine):
     engine, api = _engine(make_engine)
     with engine.app.app_context(), _worker(engine):

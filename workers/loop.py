@@ -13,6 +13,7 @@ from app.extensions import db
 from app.logging_setup import log_context
 from app.models import Project, Run
 from app.services import llm_clients
+from app.services import settings as runtime
 from app.services import loop as loop_service
 from app.services.errors import ServiceError
 from app.services.loop import LoopSettings
@@ -22,9 +23,12 @@ log = logging.getLogger("loom.worker")
 
 
 def loop_settings() -> LoopSettings:
+    """The engine's settings: LOOM_* config, with the runtime overrides of PUT /config (lease, iterations)."""
     cfg = current_app.config
-    return LoopSettings(data_dir=cfg["DATA_DIR"], lease_seconds=cfg["LEASE_SECONDS"],
-                        max_iterations=min(100, cfg["MAX_ITERATIONS"]), context_chars=cfg["CONTEXT_CHARS"],
+    lease = runtime.get_setting("lease_seconds", cfg["LEASE_SECONDS"])
+    iterations = runtime.get_setting("loop.max_iterations", min(100, cfg["MAX_ITERATIONS"]))
+    return LoopSettings(data_dir=cfg["DATA_DIR"], lease_seconds=lease,
+                        max_iterations=iterations, context_chars=cfg["CONTEXT_CHARS"],
                         command_timeout=cfg["COMMAND_TIMEOUT"], error_backoff_s=cfg["ERROR_BACKOFF"],
                         sandbox=SandboxPolicy.from_settings(cfg["SANDBOX"], cfg["SANDBOX_NETWORK"],
                                                             cfg["SANDBOX_UID"]))

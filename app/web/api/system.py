@@ -13,8 +13,9 @@ from app.web.api.routing import actor_name, bp, paged, route
 
 def _defaults() -> dict:
     cfg = current_app.config
-    return {"dispatch.max_concurrent": 100, "dispatch.max_per_project": 10, "loop.max_iterations": 25,
-            "lease_seconds": cfg["LEASE_SECONDS"], "dispatch.enabled": True}
+    return {"dispatch.max_concurrent": cfg["MAX_CONCURRENT"], "dispatch.max_per_project": cfg["MAX_PER_PROJECT"],
+            "loop.max_iterations": min(100, cfg["MAX_ITERATIONS"]), "lease_seconds": cfg["LEASE_SECONDS"],
+            "dispatch.enabled": True}
 
 
 @route(bp, "/config", permission="system:admin", tag="system", summary="Runtime settings and their overrides",
