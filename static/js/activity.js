@@ -5,6 +5,7 @@
   const list = document.getElementById("activity");
   const total = document.getElementById("activity-total");
   const want = list.dataset;
+  const projects = JSON.parse(want.projects || "{}");
 
   function matches(line) {
     return (!want.projectId || String(line.project_id) === want.projectId) &&
@@ -17,6 +18,7 @@
     const item = el("li", {class: "activity-item", "data-activity-id": line.id}, [
       el("span", {class: "etype", text: line.type}), " ", el("span", {class: "summary"}, [summary]), " "]);
     if (line.count > 1) item.appendChild(el("span", {class: "badge count-badge", text: "×" + line.count}));
+    if (line.project_id) item.appendChild(el("span", {class: "muted", text: " " + (projects[line.project_id] || "#" + line.project_id)}));
     item.appendChild(el("time", {class: "muted", datetime: line.last_at, text: " " + timeAgo(line.last_at)}));
     return item;
   }
