@@ -292,3 +292,42 @@ def test_quiet_hours_hold_webhooks_until_they_end(start, end, now, until):
     moment = datetime.fromisoformat(f"2026-01-01T{now}").replace(tzinfo=UTC)
     expected = datetime.fromisoformat(until).replace(tzinfo=UTC) if until else None
     assert quiet_until(pref, moment) == expected
+
+
+def test_preferences_choose_types_priorities_and_quiet_hours(make_engine):
+    from datetime import UTC, datetime, timedelta
+    engine = make_engine(SCRIPT)
+    api = Client(engine.app)
+    picky, as_picky = _person(api, engine.app)
+    sleeper, as_sleeper = _person(api, engine.app)
+    now = datetime.now(UTC)
+    assert as_picky("put", "/notifications/preferences", json={"types": ["bead.assigned"], "min_priority": 1})[0] == 200
+    quiet = {"quiet_start": (now - timedelta(hours=1)).strftime("%H:%M"),
+             "quiet_end": (now + timedelta(hours=1)).strftime("%H:%M")}
+    hook = {"webhook_url": "http://127.0.0.1:9/never", "webhook_secret": SECRET, "webhook_enabled": True}
+    assert as_sleeper("put", "/notifications/preferences", json={**quiet, **hook})[0] == 200
+    with engine.app.app_context():
+        project = api("post", "/projects", json={"name": "preferences"})
+        beads = {
+            "p0 for nobody": api("post", "/beads", json={"project_id": project["id"], "title": "p0", "priority": 0}),
+            "p2 for picky": api("post", "/beads", json={"project_id": project["id"], "title": "p2",
+                                                        "owner_id": picky["id"], "priority": 2}),
+            "p1 for picky": api("post", "/beads", json={"project_id": project["id"], "title": "p1",
+                                                        "owner_id": picky["id"], "priority": 1}),
+            "p3 for sleeper": api("post", "/beads", json={"project_id": project["id"], "title": "p3",
+                                                          "owner_id": sleeper["id"], "priority": 3}),
+        }
+        for bead in beads.values():
+            for event in api("get", f"/events?bead_id={bead['id']}&type=bead.created")["items"]:
+                team.team_event(event)  # as the worker would
+        held = {d.next_attempt_at for d in db.session.query(WebhookDelivery).all()}
+        assert len(db.session.query(WebhookDelivery).all()) == 2  # her P0 and her assignment
+        assert team.webhooks_tick(force=True) == []  # not due: her quiet hours hold it back
+        db.session.remove()
+    # picky: only assignments, only P0-P1; the P0 creation is not a type she wants
+    assert [n["bead_id"] for n in _inbox(as_picky)["items"]] == [beads["p1 for picky"]["id"]]
+    # sleeper: everything in the inbox at once; the webhook waits for the end of her quiet hours
+    assert {n["bead_id"] for n in _inbox(as_sleeper)["items"]} == {beads["p0 for nobody"]["id"],
+                                                                   beads["p3 for sleeper"]["id"]}
+    [held_until] = held
+    assert held_until.strftime("%H:%M") == quiet["quiet_end"] and held_until > now
