@@ -11,12 +11,13 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from app.extensions import db
 from app.models import Activity, Agent, utcnow
 from app.services.errors import ValidationError
 from app.services.events import emit
+from app.services import paging
 
 AGGREGATE_WINDOW = timedelta(minutes=5)
 KEEP_ITEMS = 10  # beads (or other subjects) remembered on an aggregated line
@@ -169,7 +170,4 @@ def list_activity(*, project_id: int | None = None, type: str | None = None, act
         query = query.where(Activity.actor == actor)
     if since is not None:
         query = query.where(Activity.last_at >= since)
-    total = db.session.scalar(select(func.count()).select_from(query.subquery()))
-    items = db.session.scalars(query.order_by(Activity.last_at.desc(), Activity.id.desc())
-                               .limit(limit).offset(offset)).all()
-    return list(items), int(total or 0)
+    return paging.page(query, Activity.last_at.desc(), Activity.id.desc(), limit=limit, offset=offset)

@@ -8,6 +8,7 @@ from app.models import AGENT_STATUSES, Agent, Persona, utcnow
 from app.services.errors import Conflict, NotFound, ValidationError
 from app.services.events import emit
 from app.services.projects import get_project
+from app.services import paging
 
 
 def get_agent(agent_id: int) -> Agent:
@@ -62,9 +63,7 @@ def list_agents(*, project_id: int | None = None, status: str | None = None, per
         query = query.where(Agent.status == status)
     if persona is not None:
         query = query.where(Agent.persona == persona)
-    total = db.session.scalar(select(func.count()).select_from(query.subquery()))
-    items = db.session.scalars(query.order_by(Agent.id).limit(limit).offset(offset)).all()
-    return list(items), int(total or 0)
+    return paging.page(query, Agent.id, limit=limit, offset=offset)
 
 
 def update_agent(agent_id: int, changes: dict) -> Agent:

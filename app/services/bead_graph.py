@@ -3,13 +3,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import and_, delete, exists, func, select, update
+from sqlalchemy import and_, delete, exists, select, update
 from sqlalchemy.orm import aliased
 
 from app.extensions import db
 from app.models import Agent, Bead, BeadDependency, Project, utcnow
 from app.services.errors import Conflict, NotFound, ValidationError
 from app.services.events import emit
+from app.services import paging
 
 _Blocker = aliased(Bead)
 
@@ -123,11 +124,7 @@ def ready_beads(project_id: int | None = None, limit: int = 50, offset: int = 0)
     query = select(Bead).where(READY)
     if project_id is not None:
         query = query.where(Bead.project_id == project_id)
-    total = db.session.scalar(select(func.count()).select_from(query.subquery()))
-    items = db.session.scalars(
-        query.order_by(Bead.priority, Bead.created_at, Bead.id).limit(limit).offset(offset)
-    ).all()
-    return list(items), int(total or 0)
+    return paging.page(query, Bead.priority, Bead.created_at, Bead.id, limit=limit, offset=offset)
 
 
 def claim_bead(bead_id: int, agent_id: int, lease_seconds: int) -> Bead:

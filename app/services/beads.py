@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import exists, select
 
 from app.extensions import db
 from app.models import BEAD_STATUSES, BEAD_TYPES, Agent, Bead, BeadDependency, BeadTag, Comment, User, utcnow
@@ -12,6 +12,7 @@ from app.services.events import emit
 from app.services.personas import triage_persona
 from app.services.errors import Conflict, NotFound, ValidationError
 from app.services.projects import get_project
+from app.services import paging
 
 MAX_TAGS = 20
 
@@ -107,11 +108,7 @@ def list_beads(*, project_id: int | None = None, status: str | None = None, prio
         query = query.where(Bead.assigned_to == assigned_to)
     if tag is not None:
         query = query.where(exists().where(BeadTag.bead_id == Bead.id, BeadTag.tag == tag))
-    total = db.session.scalar(select(func.count()).select_from(query.subquery()))
-    items = db.session.scalars(
-        query.order_by(Bead.priority, Bead.created_at, Bead.id).limit(limit).offset(offset)
-    ).all()
-    return list(items), int(total or 0)
+    return paging.page(query, Bead.priority, Bead.created_at, Bead.id, limit=limit, offset=offset)
 
 
 def update_bead(bead_id: int, changes: dict) -> Bead:
@@ -299,6 +296,4 @@ def add_comment(bead_id: int, author: str, text: str, origin_key: str | None = N
 def list_comments(bead_id: int, limit: int = 50, offset: int = 0) -> tuple[list[Comment], int]:
     get_bead(bead_id)
     query = select(Comment).where(Comment.bead_id == bead_id)
-    total = db.session.scalar(select(func.count()).select_from(query.subquery()))
-    items = db.session.scalars(query.order_by(Comment.id).limit(limit).offset(offset)).all()
-    return list(items), int(total or 0)
+    return paging.page(query, Comment.id, limit=limit, offset=offset)

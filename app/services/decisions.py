@@ -1,12 +1,13 @@
 """Escalations become decision beads a person decides; deciding unblocks the bead that asked."""
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from app.extensions import db
 from app.models import Bead, User
 from app.services import bead_graph, beads
 from app.services.errors import Conflict, NotFound
+from app.services import paging
 
 
 def _active_owner(bead: Bead) -> int | None:
@@ -49,9 +50,7 @@ def list_decisions(*, status: str | None = "open", project_id: int | None = None
         query = query.where(Bead.status == status)
     if project_id is not None:
         query = query.where(Bead.project_id == project_id)
-    total = db.session.scalar(select(func.count()).select_from(query.subquery()))
-    items = db.session.scalars(query.order_by(Bead.priority, Bead.created_at).limit(limit).offset(offset)).all()
-    return list(items), int(total or 0)
+    return paging.page(query, Bead.priority, Bead.created_at, limit=limit, offset=offset)
 
 
 def decide(decision_id: int, decision: str, rationale: str | None, actor: str) -> Bead:

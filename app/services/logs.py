@@ -1,11 +1,12 @@
 """Structured log entries kept in the database (what `GET /api/v1/logs` and the logs page show)."""
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from app.extensions import db
 from app.models import LogEntry
 from app.services.events import emit
+from app.services import paging
 
 
 def record_log(level: str, source: str, message: str, *, project_id: int | None = None,
@@ -29,6 +30,4 @@ def list_logs(*, level: str | None = None, source: str | None = None, bead_id: i
         query = query.where(LogEntry.source == source)
     if bead_id is not None:
         query = query.where(LogEntry.bead_id == bead_id)
-    total = db.session.scalar(select(func.count()).select_from(query.subquery()))
-    items = db.session.scalars(query.order_by(LogEntry.id.desc()).limit(limit).offset(offset)).all()
-    return list(items), int(total or 0)
+    return paging.page(query, LogEntry.id.desc(), limit=limit, offset=offset)

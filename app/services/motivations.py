@@ -11,6 +11,7 @@ from app.extensions import db
 from app.models import BEAD_TYPES, MOTIVATION_KINDS, Motivation, MotivationFiring, Persona, Project, iso, utcnow
 from app.services import cron as cron_parser
 from app.services.errors import Conflict, NotFound, ValidationError
+from app.services import paging
 
 METRICS = ("cost_usd_today", "cost_usd_total", "open_beads", "blocked_beads", "error_rate_1h")
 OPS = (">", ">=", "<", "<=")
@@ -187,9 +188,7 @@ def list_motivations(*, project_id: int | None = None, kind: str | None = None, 
         query = query.where(Motivation.kind == kind)
     if enabled is not None:
         query = query.where(Motivation.enabled.is_(enabled))
-    total = db.session.scalar(select(func.count()).select_from(query.subquery()))
-    items = db.session.scalars(query.order_by(Motivation.name, Motivation.id).limit(limit).offset(offset)).all()
-    return list(items), int(total or 0)
+    return paging.page(query, Motivation.name, Motivation.id, limit=limit, offset=offset)
 
 
 def describe_trigger(motivation: Motivation) -> str:

@@ -14,6 +14,7 @@ from app.services.errors import NotFound
 from app.services.events import emit
 from app.services.notification_prefs import allows, preference_of, quiet_until
 from app.services.notification_rules import Draft, drafts_for
+from app.services import paging
 
 
 def unread_count(user_id: int) -> int:
@@ -87,9 +88,7 @@ def list_notifications(user_id: int, *, unread: bool | None = None, type: str | 
         query = query.where(Notification.read_at.is_not(None))
     if type is not None:
         query = query.where(Notification.type == type)
-    total = db.session.scalar(select(func.count()).select_from(query.subquery()))
-    items = db.session.scalars(query.order_by(Notification.id.desc()).limit(limit).offset(offset)).all()
-    return list(items), int(total or 0)
+    return paging.page(query, Notification.id.desc(), limit=limit, offset=offset)
 
 
 def mark_read(user_id: int, notification_id: int) -> Notification:
@@ -117,6 +116,4 @@ def mark_all_read(user_id: int) -> int:
 def list_deliveries(user_id: int, *, limit: int = 50, offset: int = 0) -> tuple[list[WebhookDelivery], int]:
     query = select(WebhookDelivery).join(Notification, Notification.id == WebhookDelivery.notification_id) \
         .where(Notification.user_id == user_id)
-    total = db.session.scalar(select(func.count()).select_from(query.subquery()))
-    items = db.session.scalars(query.order_by(WebhookDelivery.id.desc()).limit(limit).offset(offset)).all()
-    return list(items), int(total or 0)
+    return paging.page(query, WebhookDelivery.id.desc(), limit=limit, offset=offset)

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 from flask import has_request_context, request
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from app.extensions import db
 from app.models import SecurityEvent
+from app.services import paging
 
 
 def client_ip() -> str | None:
@@ -27,6 +28,4 @@ def list_security_events(*, type: str | None = None, username: str | None = None
         query = query.where(SecurityEvent.type == type)
     if username:
         query = query.where(SecurityEvent.username == username)
-    total = db.session.scalar(select(func.count()).select_from(query.subquery()))
-    items = db.session.scalars(query.order_by(SecurityEvent.id.desc()).limit(limit).offset(offset)).all()
-    return list(items), int(total or 0)
+    return paging.page(query, SecurityEvent.id.desc(), limit=limit, offset=offset)
