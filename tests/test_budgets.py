@@ -56,6 +56,13 @@ def test_total_usd_budget_blocks_mid_run_within_one_call_and_ralph_leaves_it(mak
             bead = api("post", "/beads", json={"project_id": project["id"], "title": "spend-money"})
             wait_for(lambda: bead_state(api, bead["id"]) == ("blocked", "budget"), timeout=90)
 
+            def admin_told():
+                """the admin to be notified that the budget ran out"""
+                return [n for n in api("get", "/notifications?type=budget.exhausted")["items"]
+                        if n["bead_id"] == bead["id"]] or None
+            [told] = wait_for(admin_told, timeout=30)
+            assert told["link"] == f"/beads/{bead['id']}" and "total_usd" in told["body"]
+
         rows = requests_of(api, bead["id"])
         ok = [r for r in rows if r["status"] == "ok"]
         assert [r["status"] for r in rows] == ["ok"] * len(ok) + ["budget"], rows

@@ -81,6 +81,13 @@ def test_auth_errors_auto_block_with_the_reason(make_engine):
         project = api("post", "/projects", json={"name": "auth"})
         bead = api("post", "/beads", json={"project_id": project["id"], "title": "unauthorised call"})
         final = wait_for(_settled(api, bead["id"]), timeout=60)
+
+        def admin_told():
+            """the admin to be notified that Loom blocked the bead itself"""
+            return [n for n in api("get", "/notifications?type=bead.auto_blocked")["items"]
+                    if n["bead_id"] == bead["id"]] or None
+        [told] = wait_for(admin_told, timeout=30)
+    assert "(auth)" in told["title"] and "3 auth errors" in told["body"]
     assert final["status"] == "blocked" and final["block_kind"] == "auth"
     assert "3 auth errors" in final["status_reason"]
     assert [e["kind"] for e in final["error_history"]] == ["auth"] * 3
