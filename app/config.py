@@ -50,6 +50,9 @@ DEFAULTS: dict[str, tuple[Any, type]] = {
     "WEB_WORKERS": (1, int),  # gunicorn processes (gunicorn.conf.py)
     "WEB_THREADS": (32, int),  # threads per gunicorn process: each open websocket or SSE stream holds one
     "WORKER_CONCURRENCY": (20, int),  # threads of a Celery worker (each runs one bead loop step at a time)
+    # While a worker holds tasks its event loop wakes this often (ms) to hand freed slots back to the broker:
+    # the threads-pool stall, celery/celery#6941 (workers/wake.py). Idle workers are not woken. 0: off.
+    "WORKER_WAKE_MS": (20, int),
     "MOTIVATIONS_INTERVAL": (30.0, float),  # seconds between motivation ticks (the shortest interval motivation)
     "SANDBOX": ("auto", str),  # commands in Linux namespaces: auto (when possible), strict (or refuse), off
     "SANDBOX_NETWORK": ("none", str),  # network of sandboxed commands: none (loopback only) or host
@@ -126,6 +129,7 @@ def celery_settings(cfg: dict) -> dict:
         "imports": ("workers.loop", "workers.dispatch", "workers.maintenance", "workers.motivations"),
         "worker_hijack_root_logger": False,
         "worker_concurrency": cfg["WORKER_CONCURRENCY"],
+        "loom_worker_wake_ms": cfg["WORKER_WAKE_MS"],  # read by workers/wake.py
         "beat_schedule": build_schedule(cfg["RALPH_INTERVAL"], cfg["HEALTH_INTERVAL"], cfg["MOTIVATIONS_INTERVAL"]),
         "beat_schedule_filename": str(Path(cfg["DATA_DIR"]) / "celerybeat-schedule"),
         "timezone": "UTC",

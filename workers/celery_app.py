@@ -2,7 +2,9 @@
 
 Builds the Flask app (config from LOOM_* variables) and exposes its Celery app; importing the task
 modules registers their tasks. Logging is Loom's own (LOOM_LOG_LEVEL, LOOM_LOG_FORMAT) for every
-Celery command: answering `setup_logging` tells Celery not to install its handlers.
+Celery command: answering `setup_logging` tells Celery not to install its handlers. Two consumer
+bootsteps adjust Celery to the threads pool: task events unbuffered (below) and the event loop kept
+awake while tasks are in hand (workers/wake.py, LOOM_WORKER_WAKE_MS).
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from celery.signals import setup_logging
 from app import create_app
 from app.logging_setup import configure_logging
 from workers import dispatch, loop, maintenance, motivations  # noqa: F401  (importing registers the tasks)
-
+from workers import wake
 
 
 class UnbufferedTaskEvents(bootsteps.StartStopStep):
@@ -35,6 +37,7 @@ class UnbufferedTaskEvents(bootsteps.StartStopStep):
 flask_app = create_app()
 celery_app = flask_app.extensions["celery"]
 celery_app.steps["consumer"].add(UnbufferedTaskEvents)
+wake.install(celery_app)  # WORKER_WAKE_MS: the threads-pool stall workaround (workers/wake.py)
 app = celery_app
 
 
