@@ -53,6 +53,7 @@ DEFAULTS: dict[str, tuple[Any, type]] = {
     # While a worker holds tasks its event loop wakes this often (ms) to hand freed slots back to the broker:
     # the threads-pool stall, celery/celery#6941 (workers/wake.py). Idle workers are not woken. 0: off.
     "WORKER_WAKE_MS": (20, int),
+    "BROKER_POLL_SECONDS": (5.0, float),  # an idle worker re-sends its blocking read of the queues this often
     "MOTIVATIONS_INTERVAL": (30.0, float),  # seconds between motivation ticks (the shortest interval motivation)
     "SANDBOX": ("auto", str),  # commands in Linux namespaces: auto (when possible), strict (or refuse), off
     "SANDBOX_NETWORK": ("none", str),  # network of sandboxed commands: none (loopback only) or host
@@ -112,7 +113,9 @@ def celery_settings(cfg: dict) -> dict:
         "broker_url": cfg["REDIS_URL"],
         "broker_connection_retry_on_startup": True,
         "broker_pool_limit": 200,  # one pooled broker connection per busy thread: no connect per publish
-        "broker_transport_options": {"visibility_timeout": soft + 1800},
+        # polling_interval: an idle worker's BRPOP waits this long (s) before it is sent again (Redis' default: 1);
+        # a message still arrives at once. The event heartbeat (2 s, for Flower) wakes the worker anyway.
+        "broker_transport_options": {"visibility_timeout": soft + 1800, "polling_interval": cfg["BROKER_POLL_SECONDS"]},
         "task_soft_time_limit": soft,
         "task_time_limit": soft + 60,
         "task_serializer": "json",

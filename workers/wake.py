@@ -21,7 +21,7 @@ import time
 from celery import bootsteps, signals
 from celery.worker import state as worker_state
 
-LINGER_S = 1.0  # keep waking this long after the last task in hand finished
+LINGER_S = 0.25  # keep waking this long after the last task in hand finished
 CONF_KEY = "loom_worker_wake_ms"  # in the Celery settings (app/config.py: WORKER_WAKE_MS)
 
 
