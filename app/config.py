@@ -50,6 +50,10 @@ DEFAULTS: dict[str, tuple[Any, type]] = {
     "WEB_WORKERS": (1, int),  # gunicorn processes (gunicorn.conf.py)
     "WEB_THREADS": (32, int),  # threads per gunicorn process: each open websocket or SSE stream holds one
     "WORKER_CONCURRENCY": (20, int),  # threads of a Celery worker (each runs one bead loop step at a time)
+    # While a worker holds tasks its event loop wakes this often (ms) to hand freed slots back to the broker:
+    # the threads-pool stall, celery/celery#6941 (workers/wake.py). Idle workers are not woken. 0: off.
+    "WORKER_WAKE_MS": (20, int),
+    "BROKER_POLL_SECONDS": (5.0, float),  # an idle worker re-sends its blocking read of the queues this often
     "MOTIVATIONS_INTERVAL": (30.0, float),  # seconds between motivation ticks (the shortest interval motivation)
     "SANDBOX": ("auto", str),  # commands in Linux namespaces: auto (when possible), strict (or refuse), off
     "SANDBOX_NETWORK": ("none", str),  # network of sandboxed commands: none (loopback only) or host
@@ -113,7 +117,9 @@ def celery_settings(cfg: dict) -> dict:
         "broker_url": cfg["REDIS_URL"],
         "broker_connection_retry_on_startup": True,
         "broker_pool_limit": 200,  # one pooled broker connection per busy thread: no connect per publish
-        "broker_transport_options": {"visibility_timeout": soft + 1800},
+        # polling_interval: an idle worker's BRPOP waits this long (s) before it is sent again (Redis' default: 1);
+        # a message still arrives at once. The event heartbeat (2 s, for Flower) wakes the worker anyway.
+        "broker_transport_options": {"visibility_timeout": soft + 1800, "polling_interval": cfg["BROKER_POLL_SECONDS"]},
         "task_soft_time_limit": soft,
         "task_time_limit": soft + 60,
         "task_serializer": "json",
@@ -130,6 +136,7 @@ def celery_settings(cfg: dict) -> dict:
         "imports": ("workers.loop", "workers.dispatch", "workers.maintenance", "workers.motivations", "workers.team"),
         "worker_hijack_root_logger": False,
         "worker_concurrency": cfg["WORKER_CONCURRENCY"],
+        "loom_worker_wake_ms": cfg["WORKER_WAKE_MS"],  # read by workers/wake.py
         "beat_schedule": build_schedule(cfg["RALPH_INTERVAL"], cfg["HEALTH_INTERVAL"], cfg["MOTIVATIONS_INTERVAL"],
                                        cfg["WEBHOOKS_INTERVAL"]),
         "beat_schedule_filename": str(Path(cfg["DATA_DIR"]) / "celerybeat-schedule"),

@@ -24,6 +24,7 @@ from app.models import Step
 from app.services import agents, beads, projects
 from app.services.personas import load_builtin_personas
 from app.services.users import ensure_admin
+from app.devstack import QUIET_WORKER
 from bench.processes import LLMProcess, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -107,7 +108,7 @@ class Bench:
         return ids
 
     def start_workers(self, processes: int, threads: int) -> None:
-        """Worker processes started like `make run` starts its worker (threads pool; same flags).
+        """Worker processes started like `make run` starts its worker (threads pool, no gossip or mingle).
 
         LOOM_BENCH_WORKER_APP (a `celery -A` target, default workers.celery_app) and LOOM_BENCH_WORKER_ARGS
         (extra worker arguments) let an engine change be measured before it is made the default.
@@ -118,8 +119,8 @@ class Bench:
             log = open(self.tmp / f"worker{n}.log", "wb")  # noqa: SIM115 (kept open for the child's life)
             self.procs.append(subprocess.Popen(
                 [sys.executable, "-m", "celery", "-A", app_module, "worker", "-P", "threads", "-c", str(threads),
-                 "-n", f"bench{n}@%h", "-Q", "default", "--loglevel", "WARNING", *extra], cwd=ROOT, env=self.env(),
-                stdout=log, stderr=subprocess.STDOUT))
+                 "-n", f"bench{n}@%h", "-Q", "default", "--loglevel", "WARNING", *QUIET_WORKER, *extra], cwd=ROOT,
+                env=self.env(), stdout=log, stderr=subprocess.STDOUT))
             log.close()
         self.wait_workers(processes)
 

@@ -6,6 +6,7 @@ from types import SimpleNamespace
 
 from app.services.dispatch import hint_words, persona_for
 from tests.celery_worker import thread_worker
+from workers import dispatch as dispatch_task
 from tests.test_engine import Client, wait_for
 
 PERSONAS = [SimpleNamespace(name=n, meta={"hints": h}) for n, h in (
@@ -81,3 +82,18 @@ def test_dedicated_project_runs_only_on_its_own_queue(make_engine):
     with thread_worker(celery_app, concurrency=4, queues=[f"project.{project['id']}"]):
         wait_for(_closed(api, [bead["id"]]), timeout=30)
     assert api("get", f"/beads/{bead['id']}/steps")["total"] == 2
+
+
+def test_a_pass_finding_the_lock_taken_leaves_a_note_instead_of_waiting(ctx):
+    """A worker thread never waits on the dispatch lock: it asks the holder for one more pass and returns."""
+    client = ctx.extensions["loom.redis"]()
+    client.delete(dispatch_task.AGAIN_KEY)
+    lock = client.lock(dispatch_task.LOCK_KEY, timeout=30)
+    assert lock.acquire(blocking=False)
+    try:
+        assert dispatch_task.dispatch.run() == []
+        assert client.get(dispatch_task.AGAIN_KEY) == b"1"  # the note for the holder
+    finally:
+        lock.release()
+    dispatch_task.dispatch.run()  # the lock is free: the pass runs and takes the note
+    assert not client.exists(dispatch_task.AGAIN_KEY)

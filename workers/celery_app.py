@@ -2,7 +2,9 @@
 
 Builds the Flask app (config from LOOM_* variables) and exposes its Celery app; importing the task
 modules registers their tasks. Logging is Loom's own (LOOM_LOG_LEVEL, LOOM_LOG_FORMAT) for every
-Celery command: answering `setup_logging` tells Celery not to install its handlers.
+Celery command: answering `setup_logging` tells Celery not to install its handlers. Two consumer
+bootsteps adjust Celery to the threads pool: task events unbuffered (below) and the event loop kept
+awake while tasks are in hand (workers/wake.py, LOOM_WORKER_WAKE_MS).
 """
 from __future__ import annotations
 
@@ -12,7 +14,6 @@ from celery.signals import setup_logging
 from app import create_app
 from app.logging_setup import configure_logging
 from workers import dispatch, loop, maintenance, motivations, team  # noqa: F401  (importing registers the tasks)
-
 
 
 class UnbufferedTaskEvents(bootsteps.StartStopStep):

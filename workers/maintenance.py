@@ -5,6 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 from flask import current_app
 
+from app.services import dispatch as dispatch_service
 from app.services import motivation_triggers, provider_health, ralph
 from workers.dispatch import request_dispatch
 from workers.loop import enqueue_step
@@ -48,7 +49,8 @@ def ralph_tick(force: bool = False) -> dict | None:
         lock.release()
     for run_id, project_id in summary.pop("resume"):
         enqueue_step(run_id, project_id)
-    request_dispatch()  # the safety net: anything ready that no event woke gets dispatched now
+    if dispatch_service.work_waiting():  # the safety net: anything ready that no event woke is dispatched now
+        request_dispatch()
     return summary
 
 

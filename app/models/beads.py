@@ -22,6 +22,9 @@ class Bead(db.Model):
         CheckConstraint("status IN ('open','in_progress','blocked','closed')", name="status_valid"),
         Index("ix_beads_ready", "project_id", "status", "priority", "created_at"),
         Index("ix_beads_lease", "status", "lease_expires_at"),
+        # Ralph's tick: beads dispatched too often; provider-blocked beads due for a retry (migration 0006).
+        Index("ix_beads_dispatch_count", "status", "dispatch_count"),
+        Index("ix_beads_block_kind", "status", "block_kind", "updated_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

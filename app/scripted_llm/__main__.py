@@ -10,6 +10,9 @@ from types import FrameType
 from app.scripted_llm import DEMO_SCRIPT, ScriptedLLMServer, load_script
 
 
+IDLE_POLL_S = 0.5  # a process of its own (make run): stop() may take half a second, idling costs 2 wake-ups/s
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m app.scripted_llm",
                                      description="An OpenAI-compatible chat-completions server that answers "
@@ -33,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"scripted-llm: bad script: {exc}", file=sys.stderr)
         return 2
     try:
-        server = ScriptedLLMServer(script, args.host, args.port, api_key=args.api_key, latency_ms=args.latency_ms)
+        server = ScriptedLLMServer(script, args.host, args.port, api_key=args.api_key, latency_ms=args.latency_ms,
+                                   poll_interval_s=IDLE_POLL_S)
     except (OSError, OverflowError) as exc:
         reason = getattr(exc, "strerror", None) or exc
         print(f"scripted-llm: cannot listen on {args.host}:{args.port}: {reason}", file=sys.stderr)

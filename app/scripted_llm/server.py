@@ -12,15 +12,16 @@ from typing import Any
 from app.scripted_llm.handler import ProviderHTTPServer
 from app.scripted_llm.script import Script
 
-POLL_INTERVAL_S = 0.05  # how quickly the accept loop notices stop()
+POLL_INTERVAL_S = 0.05  # how quickly the accept loop notices stop() (each poll is a wake-up of the process)
 
 
 class ScriptedLLMServer:
     """An OpenAI-compatible chat-completions server answering from `script`; also a context manager."""
 
     def __init__(self, script: Script, host: str = "127.0.0.1", port: int = 0, *, api_key: str | None = None,
-                 latency_ms: int | None = None) -> None:
+                 latency_ms: int | None = None, poll_interval_s: float = POLL_INTERVAL_S) -> None:
         self.script = script
+        self.poll_interval_s = poll_interval_s
         self._httpd = ProviderHTTPServer((host, port), script, api_key=api_key, latency_ms=latency_ms)
         self._thread: threading.Thread | None = None
         self._serving = False
@@ -50,7 +51,7 @@ class ScriptedLLMServer:
         """Serve in a daemon thread and return at once."""
         if self._thread is None:
             self._serving = True
-            self._thread = threading.Thread(target=self._httpd.serve_forever, args=(POLL_INTERVAL_S,),
+            self._thread = threading.Thread(target=self._httpd.serve_forever, args=(self.poll_interval_s,),
                                             name=f"scripted-llm-{self.port}", daemon=True)
             self._thread.start()
         return self
@@ -58,7 +59,7 @@ class ScriptedLLMServer:
     def serve_forever(self) -> None:
         """Serve in the calling thread until stop() is called from another one."""
         self._serving = True
-        self._httpd.serve_forever(POLL_INTERVAL_S)
+        self._httpd.serve_forever(self.poll_interval_s)
 
     def stop(self) -> None:
         """Stop accepting, cut open connections (keep-alive and in-flight) and close the socket. Idempotent."""

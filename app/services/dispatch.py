@@ -61,6 +61,13 @@ def choose_agent(bead: Bead, candidates: list[Agent], personas: list[Persona], s
     return candidates[0] if wanted is None else None
 
 
+def work_waiting() -> bool:
+    """A ready bead and an idle agent exist: what makes a dispatch pass worth a task (one cheap query)."""
+    ready = select(Bead.id).where(READY, Bead.type != "decision").exists()
+    idle = select(Agent.id).where(Agent.status == "idle").exists()
+    return bool(db.session.scalar(select(ready & idle)))
+
+
 def dispatch_ready(settings: LoopSettings, max_concurrent: int, max_per_project: int) -> list[tuple[int, int]]:
     """Start runs for as many ready beads as limits and idle agents allow; returns (run id, project id)s."""
     if not runtime.get_setting("dispatch.enabled", True):
