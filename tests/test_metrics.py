@@ -2,6 +2,8 @@
 the database through the REST API, Redis and the event log; the exposition parsed strictly."""
 from __future__ import annotations
 
+import json
+
 import re
 from datetime import datetime
 
@@ -110,9 +112,11 @@ def test_metrics_after_real_work_match_the_database(make_engine):
                                                                                       for s in steps)
     assert value(families, "loom_llm_tokens_total", model=model, kind="completion") == sum(
         s["completion_tokens"] for s in steps)
-    # The beads created after the worker stopped asked for a dispatch pass that waits in the queue.
-    assert value(families, "loom_queue_length", queue="default") == redis.Redis.from_url(engine.redis_url).llen(
-        "default") == 1
+    # The beads created after the worker stopped asked for a dispatch pass and feed lines: they wait.
+    queued = redis.Redis.from_url(engine.redis_url).lrange("default", 0, -1)
+    waiting = [json.loads(message)["headers"]["task"] for message in queued]
+    assert value(families, "loom_queue_length", queue="default") == len(waiting)
+    assert set(waiting) == {"loom.dispatch", "loom.team_event"}, waiting
     assert value(families, "loom_redis_up") == 1
 
 
