@@ -28,3 +28,11 @@ def thread_worker(celery_app, concurrency: int = 4, **kwargs) -> Iterator[object
             yield worker
     finally:
         state.should_terminate = None
+
+
+def call_task(flask_app, name: str, *args: object) -> object:
+    """Run a task's body now, as a worker of this Flask app would (inside its app context).
+
+    `workers.x.task(...)` would run it on Celery's *default* app, which is whichever Flask app was built last
+    in the test process: another test's database."""
+    return flask_app.extensions["celery"].tasks[name](*args)

@@ -8,16 +8,16 @@ import pytest
 from app.cli import commands_activity
 from app.services.activity import ACTIVITY_TYPES
 from app.services.notification_rules import NOTIFICATION_TYPES
+from tests.celery_worker import call_task
 from tests.cli_helpers import as_json, failed, ok, table
 from tests.conftest import unique
-from workers import team
 
 
-def _process_events(http: httpx.Client, bead_id: int, since: str | None) -> None:
+def _process_events(app, http: httpx.Client, bead_id: int, since: str | None) -> None:
     """What the worker does with the bead's events since `since` (the live server has no worker)."""
     params = {"bead_id": bead_id, "limit": 1000, **({"since": since} if since else {})}
     for event in http.get("/events", params=params).json()["items"]:
-        team.team_event(event)
+        call_task(app, "loom.team_event", event)
 
 
 @pytest.fixture()
@@ -32,7 +32,7 @@ def test_the_cli_knows_the_servers_types():
     assert commands_activity.NOTIFICATION_TYPES == NOTIFICATION_TYPES
 
 
-def test_assign_a_bead_then_read_the_notification_from_the_shell(ctx, loom, http, person):
+def test_assign_a_bead_then_read_the_notification_from_the_shell(app, loom, http, person):
     user, token = person
     project = http.post("/projects", json={"name": unique("cli-team")}).json()
     since = http.get("/events", params={"limit": 1}).json()["last_id"]  # the bus may hold older runs' beads
@@ -42,7 +42,7 @@ def test_assign_a_bead_then_read_the_notification_from_the_shell(ctx, loom, http
     other = as_json(loom("-o", "json", "bead", "create", "Second", "--project", str(project["id"])))
     assert "owned by user" in ok(loom("bead", "assign", str(other["id"]), str(user["id"])))
     for bead in (created, other):
-        _process_events(http, bead["id"], since)
+        _process_events(app, http, bead["id"], since)
 
     rows = table(ok(loom("notifications", "list", key=token)))
     assert rows[0] == ["ID", "WHEN", "TYPE", "TITLE", "LINK"], rows  # the unread marker's column has no heading

@@ -6,11 +6,10 @@ import pytest
 
 from app.extensions import db
 from app.models import Activity, Notification, WebhookDelivery
-from tests.celery_worker import thread_worker
+from tests.celery_worker import call_task, thread_worker
 from tests.conftest import login_token, unique
 from tests.test_engine import Client, wait_for
 from tests.webhook_receiver import WebhookReceiver
-from workers import team
 
 SCRIPT = {
     "model": "test-model",
@@ -134,9 +133,9 @@ def test_a_redelivered_event_changes_nothing(make_engine):
         bead = api("post", "/beads", json={"project_id": project["id"], "title": "owned", "owner_id": alice["id"],
                                            "priority": 0})
         [event] = api("get", f"/events?bead_id={bead['id']}&type=bead.created")["items"]
-        first = team.team_event(event)  # the task, called as the worker would (AUTO_DISPATCH is on: no worker)
+        first = call_task(engine.app, "loom.team_event", event)  # as a worker would (none runs here)
         counts = (db.session.query(Activity).count(), db.session.query(Notification).count())
-        assert team.team_event(event) == [] and team.team_event(event) == []
+        assert call_task(engine.app, "loom.team_event", event) == call_task(engine.app, "loom.team_event", event) == []
         assert (db.session.query(Activity).count(), db.session.query(Notification).count()) == counts
         [line] = db.session.query(Activity).filter_by(project_id=project["id"]).all()
         assert line.count == 1
@@ -163,7 +162,7 @@ def test_webhook_retries_back_off_until_delivered_and_give_up_on_a_refusal(make_
 
             def settled():
                 """every delivery to be delivered or given up, with Beat's retry tick standing in for Beat"""
-                team.webhooks_tick(force=True)
+                call_task(engine.app, "loom.webhooks_tick", True)
                 db.session.remove()
                 rows = db.session.query(WebhookDelivery).all()
                 return rows if len(rows) == 3 and all(r.status != "pending" for r in rows) else None
@@ -319,10 +318,10 @@ def test_preferences_choose_types_priorities_and_quiet_hours(make_engine):
         }
         for bead in beads.values():
             for event in api("get", f"/events?bead_id={bead['id']}&type=bead.created")["items"]:
-                team.team_event(event)  # as the worker would
+                call_task(engine.app, "loom.team_event", event)  # as the worker would
         held = {d.next_attempt_at for d in db.session.query(WebhookDelivery).all()}
         assert len(db.session.query(WebhookDelivery).all()) == 2  # her P0 and her assignment
-        assert team.webhooks_tick(force=True) == []  # not due: her quiet hours hold it back
+        assert call_task(engine.app, "loom.webhooks_tick", True) == []  # not due: her quiet hours hold it back
         db.session.remove()
     # picky: only assignments, only P0-P1; the P0 creation is not a type she wants
     assert [n["bead_id"] for n in _inbox(as_picky)["items"]] == [beads["p1 for picky"]["id"]]
