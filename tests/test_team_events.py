@@ -6,6 +6,7 @@ import pytest
 
 from app.extensions import db
 from app.models import Activity, Notification, WebhookDelivery
+from app.services import metrics
 from tests.celery_worker import call_task, thread_worker
 from tests.conftest import login_token, unique
 from tests.test_engine import Client, wait_for
@@ -176,6 +177,8 @@ def test_webhook_retries_back_off_until_delivered_and_give_up_on_a_refusal(make_
     assert (by_url[slow.url].status, by_url[slow.url].attempts) == ("failed", 4)  # timed out each time
     assert "Timeout" in by_url[slow.url].last_error
     with engine.app.app_context():
+        [family] = [f for f in metrics.database_metrics() if f.name == "loom_webhook_deliveries"]
+        assert {s.labels["status"]: s.value for s in family.samples} == {"pending": 0, "delivered": 1, "failed": 2}
         db.session.remove()
 
 

@@ -18,7 +18,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from app.extensions import db
 from app.models import (AGENT_STATUSES, BEAD_STATUSES, RUN_STATUSES, Agent, Bead, LLMRequest, Project, Provider, Run,
-                        Step)
+                        Step, WebhookDelivery)
 from app.services.bead_graph import READY
 from app.services.provider_health import ENV_KEY
 from app.services.ralph import ACTIONS_KEY
@@ -95,6 +95,8 @@ def database_metrics() -> list[Metric]:
                           value=db.session.scalar(select(func.count()).select_from(Bead).where(READY)) or 0),
         _by_status("loom_runs", "Runs (one agent working one bead) by status", Run.status, RUN_STATUSES),
         _by_status("loom_agents", "Agents by status", Agent.status, AGENT_STATUSES),
+        _by_status("loom_webhook_deliveries", "Notification webhook deliveries by status", WebhookDelivery.status,
+                   ("pending", "delivered", "failed")),
         CounterMetricFamily("loom_steps", "Action-loop steps (LLM turns) recorded",
                             value=db.session.scalar(select(func.count()).select_from(Step)) or 0),
         _histogram("loom_step_latency_seconds", "LLM latency of a step", Step.latency_ms / 1000.0,
