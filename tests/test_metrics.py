@@ -112,11 +112,12 @@ def test_metrics_after_real_work_match_the_database(make_engine):
                                                                                       for s in steps)
     assert value(families, "loom_llm_tokens_total", model=model, kind="completion") == sum(
         s["completion_tokens"] for s in steps)
-    # The beads created after the worker stopped asked for a dispatch pass and feed lines: they wait.
+    # The beads created after the worker stopped asked for a dispatch pass and feed lines: they wait (with
+    # whatever the stopped worker handed back).
     queued = redis.Redis.from_url(engine.redis_url).lrange("default", 0, -1)
     waiting = [json.loads(message)["headers"]["task"] for message in queued]
     assert value(families, "loom_queue_length", queue="default") == len(waiting)
-    assert set(waiting) == {"loom.dispatch", "loom.team_event"}, waiting
+    assert "loom.dispatch" in waiting and "loom.team_event" in waiting, waiting
     assert value(families, "loom_redis_up") == 1
 
 
