@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 
 import redis
+from redis.exceptions import LockError
 from celery import shared_task
 from kombu.exceptions import OperationalError as BrokerUnavailable
 from flask import current_app
@@ -62,10 +63,14 @@ def dispatch() -> list[tuple[int, int]]:
             started += _dispatch_pass(client)
             if not client.exists(AGAIN_KEY):
                 break
+            lock.reacquire()  # one more pass: its 60 s start again
     finally:
-        lock.release()
-    if client.exists(AGAIN_KEY):  # asked for between the last pass and the release
-        request_dispatch()
+        try:
+            lock.release()
+        except LockError:  # it expired during a slow pass: someone may hold it now, their release is theirs
+            log.warning("dispatch lock expired during a pass")
+        if client.exists(AGAIN_KEY):  # asked for after the last pass (or the pass failed): never lose a note
+            request_dispatch()
     return started
 
 
