@@ -97,3 +97,35 @@ def test_a_pass_finding_the_lock_taken_leaves_a_note_instead_of_waiting(ctx):
         lock.release()
     dispatch_task.dispatch.run()  # the lock is free: the pass runs and takes the note
     assert not client.exists(dispatch_task.AGAIN_KEY)
+
+
+def test_a_finishing_agent_takes_its_next_bead_itself(make_engine):
+    """The hand-off, called as the finishing step calls it: the next ready bead it suits, within the limits."""
+    from app.services import agents, beads, projects
+    from app.services.dispatch import hand_off
+    from workers.loop import loop_settings
+    engine = make_engine(SCRIPT, AUTO_DISPATCH=False)
+    with engine.app.app_context():
+        project = projects.create_project("hand-off", team=[], git_strategy="branch")
+        engineer = agents.create_agent("eng", "engineer", project_id=project.id)
+        agents.create_agent("qa", "qa-engineer", project_id=project.id)
+        beads.create_bead(project.id, "pick", type="decision", priority=0)  # never claimed by an agent
+        beads.create_bead(project.id, "[qa] for the QA engineer", priority=0)  # hinted to the other persona
+        low = beads.create_bead(project.id, "low", priority=3)
+        high = beads.create_bead(project.id, "high", priority=1)
+        settings = loop_settings()
+        run = hand_off(engineer.id, settings, max_concurrent=10, max_per_project=10)
+        assert run is not None and run.bead_id == high.id and run.agent_id == engineer.id
+        assert hand_off(engineer.id, settings, 10, 10) is None  # busy now: it is not idle
+        beads.close_bead(high.id, "done")
+        assert hand_off(engineer.id, settings, max_concurrent=10, max_per_project=1) is not None  # its slot freed
+        beads.reopen_bead(low.id, "again")
+        other = projects.create_project("full", team=[], git_strategy="branch")
+        busy = agents.create_agent("busy", "engineer", project_id=other.id)
+        idle = agents.create_agent("idle", "engineer", project_id=other.id)
+        first, second = (beads.create_bead(other.id, f"o{n}") for n in range(2))
+        assert hand_off(busy.id, settings, 10, max_per_project=1).bead_id == first.id
+        assert hand_off(idle.id, settings, 10, max_per_project=1) is None  # the project's limit holds
+        assert hand_off(idle.id, settings, max_concurrent=1, max_per_project=5) is None  # so does the global one
+        assert hand_off(idle.id, settings, max_concurrent=2, max_per_project=5).bead_id == second.id
+

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import logging
 
+import redis
+
 from celery import shared_task
 from kombu.exceptions import OperationalError as BrokerUnavailable
 from flask import current_app
@@ -12,7 +14,8 @@ from sqlalchemy.exc import OperationalError
 from app.extensions import db
 from app.logging_setup import log_context
 from app.models import Project, Run
-from app.services import llm_clients
+from app.services import dispatch as dispatch_service
+from app.services import llm_clients, provider_health
 from app.services import settings as runtime
 from app.services import loop as loop_service
 from app.services.errors import ServiceError
@@ -121,4 +124,21 @@ def _step(task, run_id: int) -> str | None:
             except BrokerUnavailable as exc:  # the step itself is committed; Ralph resumes the run later
                 log.error("run %s: next step not enqueued (broker unavailable: %s); Ralph will resume it",
                           run_id, exc)
+        elif outcome.reason == "done" and ids.get("agent_id"):
+            _hand_off(ids["agent_id"])
     return outcome.reason
+
+
+def _hand_off(agent_id: int) -> None:
+    """The agent goes straight on to its next ready bead (app/services/dispatch.py: hand_off)."""
+    cfg = current_app.config
+    try:
+        if not provider_health.provider_available(cfg, current_app.extensions["loom.redis"]()):
+            return  # every provider is down: nothing starts until one is healthy (as in a dispatch pass)
+        run = dispatch_service.hand_off(agent_id, loop_settings(), cfg["MAX_CONCURRENT"], cfg["MAX_PER_PROJECT"])
+        if run is not None:
+            log.info("agent %s handed on to bead %s: run %s", agent_id, run.bead_id, run.id)
+            enqueue_step(run.id, run.project_id)
+    except (OperationalError, BrokerUnavailable, redis.RedisError) as exc:  # the dispatcher picks it up instead
+        db.session.rollback()
+        log.warning("agent %s: hand-off failed (%s); the dispatcher will start its next bead", agent_id, exc)

@@ -11,7 +11,7 @@ from collections import defaultdict
 from sqlalchemy import func, select
 
 from app.extensions import db
-from app.models import Agent, Bead, Persona, Project
+from app.models import Agent, Bead, Persona, Project, Run
 from app.services import settings as runtime
 from app.services.bead_graph import READY
 from app.services.errors import Conflict, ServiceError
@@ -66,6 +66,52 @@ def work_waiting() -> bool:
     ready = select(Bead.id).where(READY, Bead.type != "decision").exists()
     idle = select(Agent.id).where(Agent.status == "idle").exists()
     return bool(db.session.scalar(select(ready & idle)))
+
+
+HANDOFF_SCAN = 20  # ready beads looked at for a hand-off
+
+
+def hand_off(agent_id: int, settings: LoopSettings, max_concurrent: int, max_per_project: int) -> Run | None:
+    """The agent that just finished a bead takes the next ready bead it suits, at once, in the finishing
+    worker: no installation-wide dispatch pass (and its lock) between a bead's end and the next one's start,
+    so worker processes scale. Limits are checked as a dispatch pass would (the agent's own bead just freed its
+    slot); every claim is still the same atomic compare-and-set, so a racing dispatch pass is harmless."""
+    if not runtime.get_setting("dispatch.enabled", True):
+        return None
+    agent = db.session.get(Agent, agent_id)
+    if agent is None or agent.status != "idle":
+        return None
+    max_concurrent = runtime.get_setting("dispatch.max_concurrent", max_concurrent)
+    running_total = db.session.scalar(select(func.count()).select_from(Bead).where(Bead.status == "in_progress"))
+    if running_total >= max_concurrent:
+        return None
+    query = select(Bead).where(READY, Bead.type != "decision", Bead.assigned_to.is_(None))
+    if agent.project_id is not None:
+        query = query.where(Bead.project_id == agent.project_id)
+    candidates = db.session.scalars(query.order_by(Bead.priority, Bead.created_at, Bead.id).limit(HANDOFF_SCAN)).all()
+    if not candidates:
+        return None
+    personas = list(db.session.scalars(select(Persona)).all())
+    default_per_project = runtime.get_setting("dispatch.max_per_project", max_per_project)
+    for bead in candidates:
+        project = db.session.get(Project, bead.project_id)
+        limit = (project.max_concurrent if project is not None else None) or default_per_project
+        running = db.session.scalar(select(func.count()).select_from(Bead).where(
+            Bead.status == "in_progress", Bead.project_id == bead.project_id))
+        if running >= limit:
+            continue
+        staffed = set(db.session.scalars(select(Agent.persona).where(
+            Agent.status != "complete", (Agent.project_id == bead.project_id) | Agent.project_id.is_(None))))
+        wanted = persona_for(hint_words(bead), personas)
+        if wanted in staffed and wanted != agent.persona:
+            continue  # a bead for a persona the team has: it waits for one of those
+        try:
+            return start_run(bead.id, agent.id, settings)
+        except (Conflict, ServiceError):  # taken meanwhile, or the agent was: try the next / stop
+            db.session.rollback()
+            if db.session.scalar(select(Agent.status).where(Agent.id == agent_id)) != "idle":
+                return None
+    return None
 
 
 def dispatch_ready(settings: LoopSettings, max_concurrent: int, max_per_project: int) -> list[tuple[int, int]]:
