@@ -66,8 +66,9 @@ def test_ralph_runs_on_a_real_worker(ctx, api, project):
     redis_client = ctx.extensions["loom.redis"]()
     redis_client.delete(ralph.HEARTBEAT_KEY)
     celery_app = ctx.extensions["celery"]
-    with thread_worker(celery_app, concurrency=2):
-        celery_app.send_task("loom.ralph_tick", kwargs={"force": True}, queue="default")
+    # A queue of its own: the shared test Redis may still hold other tests' messages on `default`.
+    with thread_worker(celery_app, concurrency=2, queues=["ralph-test"]):
+        celery_app.send_task("loom.ralph_tick", kwargs={"force": True}, queue="ralph-test")
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and not redis_client.exists(ralph.HEARTBEAT_KEY):
             time.sleep(0.1)

@@ -114,8 +114,11 @@ def plan(workspace: str, network: str) -> list[tuple[str, str, str]]:
             steps.append(("symlink", os.readlink(path), path))
         elif os.path.isdir(path):
             steps.append(("ro", path, path))
-    steps += [("ro", path, path) for path in _python_dirs()]
-    steps += [("tmp", "", "/tmp"), ("dev", "", "/dev"), ("proc", "", "/proc"), ("rw", workspace, workspace)]
+    python = _python_dirs()
+    in_tmp = [path for path in python if _covered(path, ["/tmp"])]  # a checkout under /tmp: after the tmpfs
+    steps += [("ro", path, path) for path in python if path not in in_tmp]
+    steps += [("tmp", "", "/tmp")] + [("ro", path, path) for path in in_tmp]
+    steps += [("dev", "", "/dev"), ("proc", "", "/proc"), ("rw", workspace, workspace)]
     if os.path.lexists(os.path.join(workspace, ".git")) and not os.path.islink(os.path.join(workspace, ".git")):
         steps.append(("ro", os.path.join(workspace, ".git"), os.path.join(workspace, ".git")))
     steps += [("ro", path, path) for path in git_dirs(workspace)]
