@@ -1,17 +1,16 @@
 """JSON route of the team's activity feed (filterable, paged, newest first)."""
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import Field
 
 from app.services import activity as service
 from app.web.api import responses as r
 from app.web.api.analytics_schemas import When
+from app.web.api.responses.activity import ActivityType
 from app.web.api.routing import bp, paged, route
 from app.web.api.schemas import Id, Page
-
-ActivityType = Literal[tuple(service.ACTIVITY_TYPES)]  # type: ignore[valid-type]
 
 
 class ActivityFilters(Page):

@@ -1,19 +1,18 @@
 """JSON routes of the caller's own notifications: the inbox, marking read, preferences and webhook deliveries."""
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import Field
 
 from app.services import notification_prefs as prefs
 from app.services import notifications as service
-from app.services.notification_rules import NOTIFICATION_TYPES
 from app.web.api import responses as r
+from app.web.api.responses.activity import NotificationType
 from app.web.api.routing import bp, paged, route
 from app.web.api.schemas import Body, Page
 from app.web.security import current_principal
 
-NotificationType = Literal[NOTIFICATION_TYPES]  # type: ignore[valid-type]
 Clock = Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="HH:MM, UTC")]
 
 
