@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import ModelPrice
+from app.services import table_cache
 from app.services.errors import NotFound, ValidationError
 
 # Examples of public list prices (USD per 1M prompt / completion tokens) seeded into an empty table by
@@ -46,9 +47,24 @@ def _rank(pattern: str) -> tuple[int, int]:
     return (len(pattern.rstrip("*")), 0 if pattern.endswith("*") else 1)
 
 
-def price_for(model: str, prices: list[ModelPrice] | None = None) -> ModelPrice | None:
-    """The price row that applies to `model`, or None."""
-    rows = prices if prices is not None else db.session.scalars(select(ModelPrice)).all()
+@dataclass(frozen=True)
+class Price:
+    """One row of the price table, as read (a plain value: it may outlive the session)."""
+
+    pattern: str
+    prompt_usd_per_mtok: float
+    completion_usd_per_mtok: float
+
+
+def _prices() -> tuple[Price, ...]:
+    return tuple(Price(row.pattern, row.prompt_usd_per_mtok, row.completion_usd_per_mtok)
+                 for row in db.session.scalars(select(ModelPrice)).all())
+
+
+def price_for(model: str, prices: list[ModelPrice] | None = None) -> ModelPrice | Price | None:
+    """The price row that applies to `model`, or None (the table is read at most once a second per process:
+    every call of every step is priced)."""
+    rows = prices if prices is not None else table_cache.cached(ModelPrice.__tablename__, "all", _prices)
     candidates = [row for row in rows if matches(row.pattern, model or "")]
     return max(candidates, key=lambda row: _rank(row.pattern)) if candidates else None
 

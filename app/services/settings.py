@@ -7,6 +7,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import ConfigKV
+from app.services import table_cache
 from app.services.errors import NotFound, ValidationError
 
 # key -> (type, min, max, description). Only these may be overridden at runtime.
@@ -30,9 +31,14 @@ def effective_config(defaults: dict[str, Any]) -> list[dict]:
     return out
 
 
+def _overrides() -> dict[str, Any]:
+    return {row.key: row.value for row in db.session.scalars(select(ConfigKV)).all()}
+
+
 def get_setting(key: str, default: Any) -> Any:
-    row = db.session.get(ConfigKV, key)
-    return default if row is None else row.value
+    """The override of `key`, else `default`. Every loop step asks, so the table is read at most once a second
+    per process (a PUT /config reaches other processes within that second; see table_cache)."""
+    return table_cache.cached(ConfigKV.__tablename__, "all", _overrides).get(key, default)
 
 
 def set_setting(key: str, value: Any, actor: str | None) -> ConfigKV:
