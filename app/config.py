@@ -160,7 +160,9 @@ def engine_options(url: str) -> dict:
     # prepare_threshold=None: psycopg never prepares statements server-side (by default it does after 5
     # runs of a query), so the same URL works through PgBouncer in transaction pooling, where each
     # transaction may land on another server connection that lacks the prepared statement.
-    return {"pool_pre_ping": True, "pool_size": 40, "max_overflow": 10, "pool_timeout": 60,
+    # Liveness: app/db_connections.py pings a connection that sat idle (not each checkout, as pool_pre_ping
+    # would); LIFO keeps the busy few connections hot and lets the rest idle.
+    return {"pool_pre_ping": False, "pool_use_lifo": True, "pool_size": 40, "max_overflow": 10, "pool_timeout": 60,
             "connect_args": {"prepare_threshold": None}}
 
 

@@ -8,9 +8,8 @@ from typing import Any
 
 import redis
 from flask import Flask
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
 
+from app import db_connections  # noqa: F401 (registers the connection listeners)
 from app.bus import EventBus
 from app.bus_live import EventHub
 from app.commands import cli as loom_cli
@@ -89,15 +88,3 @@ def _register_blueprints(app: Flask) -> None:
     auth.init_login(app)
     register_error_handlers(app)
     app.cli.add_command(loom_cli)
-
-
-@event.listens_for(Engine, "connect")
-def _sqlite_pragmas(dbapi_connection, connection_record) -> None:
-    """SQLite: enforce foreign keys, WAL for concurrent readers, and wait for a busy writer."""
-    if type(dbapi_connection).__module__.startswith("sqlite3"):
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.close()

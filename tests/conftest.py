@@ -56,6 +56,9 @@ def _left_out_because(item) -> str | None:
         return "no PostgreSQL server binaries; CI runs it"
     if item.get_closest_marker("browser") and not in_ci and not os.path.exists(CHROMIUM):
         return "no Chromium; CI runs it"
+    if item.get_closest_marker("needs_postgres") and \
+            not os.environ.get("LOOM_TEST_DATABASE_URL", "").startswith("postgres"):
+        return "needs PostgreSQL as the test database; the PostgreSQL pass runs it"
     if item.get_closest_marker("needs_pgbouncer"):
         if not os.environ.get("LOOM_TEST_DATABASE_URL", "").startswith("postgres"):
             return "PgBouncer needs PostgreSQL as the test database; the PostgreSQL pass runs it"

@@ -196,4 +196,6 @@ def test_loom_works_through_pgbouncer(pgbouncer, primary_database_url, redis_url
     log = (tmp_path / "worker0.log").read_text()
     assert "Traceback" not in log and "prepared statement" not in log, log[-3000:]
     stats = pgbouncer.stats(name)
-    assert stats and stats["total_xact_count"] > 200, stats  # the work really went through PgBouncer
+    # 2 beads x 3 steps (several commits each) and 24 API writes and reads: far more than 100 transactions, had
+    # they not gone through PgBouncer its count would be near 0
+    assert stats and stats["total_xact_count"] > 100, stats
