@@ -108,9 +108,16 @@ def _project_lock(data_dir: str | Path, project_id: int) -> Iterator[Path]:
         os.close(fd)  # releases the lock
 
 
+_VALID_BRANCHES: set[str] = set()  # names git accepted (a pure check: every bead's worktree asks for the same one)
+
+
 def _check_branch(repo: Path, branch: str) -> None:
+    if branch in _VALID_BRANCHES:
+        return
     if branch.startswith("-") or run_git(repo, "check-ref-format", f"refs/heads/{branch}", check=False).returncode:
         raise WorkspaceError(f"invalid branch name {branch!r}")
+    if len(_VALID_BRANCHES) < 1000:
+        _VALID_BRANCHES.add(branch)
 
 
 def _configure(repo: Path) -> None:
@@ -178,12 +185,16 @@ def ensure_worktree(data_dir: str | Path, project_id: int, bead_id: int, default
                 == str(wt.resolve()):
             return wt
         shutil.rmtree(wt, ignore_errors=True)
-        run_git(repo, "worktree", "prune")
         wt.parent.mkdir(exist_ok=True)
-        if _has_commit(repo, f"refs/heads/{branch}"):
-            run_git(repo, "worktree", "add", "-q", str(wt), branch)
-        else:
+        try:  # the usual case, a bead's first turn: one git call
             run_git(repo, "worktree", "add", "-q", "-b", branch, str(wt), default_branch)
+        except WorkspaceError:  # its branch exists (a reopened bead) or a stale registration is in the way
+            shutil.rmtree(wt, ignore_errors=True)
+            run_git(repo, "worktree", "prune")
+            if _has_commit(repo, f"refs/heads/{branch}"):
+                run_git(repo, "worktree", "add", "-q", str(wt), branch)
+            else:
+                run_git(repo, "worktree", "add", "-q", "-b", branch, str(wt), default_branch)
         return wt
 
 

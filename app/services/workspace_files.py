@@ -19,6 +19,8 @@ from app.services.sandbox import resolve_in
 from app.services.workspace import WorkspaceError, run_git, short_head, stream_git
 
 _TRAILER_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9-]*$")
+_STAGE_ENTRY = re.compile(r"^(\d{6}) [0-9a-f]{40,64} \d\t")  # `ls-files --stage`: mode, object, stage, tab, path
+NOTHING_STAGED = "nothing staged"
 SECRET_PATTERNS: list[tuple[str, re.Pattern]] = [
     ("private key", re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----")),
     ("AWS access key", re.compile(r"(?<![A-Z0-9])AKIA[0-9A-Z]{16}(?![A-Z0-9])")),
@@ -143,10 +145,13 @@ def search_text(root: Path, query: str, path: str = ".", max_matches: int = 200)
 def _refuse_nested_repositories(root: Path) -> None:
     """`git add` runs `git status` inside a nested repository (untracked, or a checked-out submodule) with that
     repository's own config, which a command may have written (a clean filter runs any program): refuse."""
-    listed = run_git(root, "ls-files", "-z", "--others", "--exclude-standard").stdout.split("\0")
-    nested = [path.rstrip("/") for path in listed if path.endswith("/")]
-    for entry in run_git(root, "ls-files", "-z", "--stage").stdout.split("\0"):
-        if entry.startswith("160000 ") and os.path.lexists(root / entry.split("\t", 1)[1] / ".git"):
+    nested = []  # one listing: untracked paths (a nested repository shows as "dir/"), then the index entries
+    for entry in run_git(root, "ls-files", "-z", "--others", "--exclude-standard", "--stage").stdout.split("\0"):
+        staged = _STAGE_ENTRY.match(entry)
+        if staged is None:
+            if entry.endswith("/"):
+                nested.append(entry.rstrip("/"))
+        elif staged.group(1) == "160000" and os.path.lexists(root / entry.split("\t", 1)[1] / ".git"):
             nested.append(entry.split("\t", 1)[1])
     if nested:
         raise WorkspaceError(f"{nested[0]}/ is a git repository of its own; nested repositories are never staged "
@@ -179,12 +184,13 @@ def git_diff(root: Path, max_bytes: int = 65_536) -> str:
 
 
 def _find_secret(root: Path) -> str | None:
-    """Why the staged changes must not be committed (an added line that looks like a secret), or None."""
-    file, number, in_header = "?", 0, False
+    """Why the staged changes must not be committed (an added line that looks like a secret), None when they
+    may be, or NOTHING_STAGED (the diff is empty)."""
+    file, number, in_header, changed = "?", 0, False, False
     with stream_git(root, "diff", "--cached", "--no-color", "--no-ext-diff", "--no-textconv", "-U0") as proc:
         for line in proc.stdout:
             if line.startswith("diff --git "):
-                in_header = True
+                in_header = changed = True
             elif in_header and line.startswith("+++ "):
                 file = line[4:].rstrip("\n").strip('"').removeprefix("b/")
             elif line.startswith("@@"):
@@ -198,7 +204,7 @@ def _find_secret(root: Path) -> str | None:
                 number += 1
         if proc.wait() != 0:  # fail closed: an unscanned diff is never committed
             return "the staged changes could not be scanned for secrets (git diff failed or timed out)"
-    return None
+    return None if changed else NOTHING_STAGED
 
 
 def git_commit(root: Path, message: str, trailers: dict[str, str]) -> str:
@@ -210,17 +216,18 @@ def git_commit(root: Path, message: str, trailers: dict[str, str]) -> str:
         raise WorkspaceError("invalid commit trailer")
     _refuse_nested_repositories(root)
     run_git(root, "add", "-A")
-    if run_git(root, "diff", "--cached", "--quiet", check=False).returncode == 0:
-        return f"nothing to commit: no changes since {short_head(root)} on {_branch(root)}"
-    problem = _find_secret(root)
+    problem = _find_secret(root)  # its diff also tells whether anything is staged
+    if problem is NOTHING_STAGED:
+        return "nothing to commit: no changes since {} on {}".format(*_head_and_branch(root))
     if problem:
         run_git(root, "reset", "-q")
         raise WorkspaceError(f"refusing to commit: {problem}; nothing was committed and your changes are unstaged")
     trailer_block = "".join(f"{key}: {value}\n" for key, value in trailers.items())
     body = f"{message}\n\n{trailer_block}" if trailer_block else f"{message}\n"
     run_git(root, "commit", "-q", "--no-verify", "--no-gpg-sign", "-F", "-", stdin=body)
-    return f"committed {short_head(root)} on {_branch(root)}"
+    return "committed {} on {}".format(*_head_and_branch(root))
 
 
-def _branch(root: Path) -> str:
-    return run_git(root, "rev-parse", "--abbrev-ref", "HEAD").stdout.strip()
+def _head_and_branch(root: Path) -> tuple[str, str]:
+    """HEAD's short hash and its branch ("HEAD" when detached)."""
+    return short_head(root), run_git(root, "rev-parse", "--abbrev-ref", "HEAD").stdout.strip()
