@@ -284,9 +284,7 @@ def _run_step(run_id: int, llm: LLMClient, settings: LoopSettings) -> StepOutcom
         return StepOutcome(True, delay_s=turns.PERSON_POLL_S, reason="waiting for a pair turn",
                            project_id=turns.project_of(run_id))
     try:  # not taken for another reason (a duplicate delivery, Redis down): the step ledger guards, as before
-        if turns.park_if_held(run_id):
-            return StepOutcome(False, reason="paused for pairing")
-        outcome = _take_turn(run_id, llm, settings)
+        outcome = _take_turn(run_id, llm, settings)  # parks at once a run a person holds
         if outcome.next_step and turns.park_if_held(run_id):  # paused during this turn: no further turn
             return StepOutcome(False, reason="paused for pairing", project_id=outcome.project_id)
         return outcome
@@ -303,6 +301,9 @@ def _take_turn(run_id: int, llm: LLMClient, settings: LoopSettings) -> StepOutco
     if row is None or row[0].status != "running":
         return StepOutcome(False, reason="run not active")
     run, agent = row[0], row[1]
+    if run.paused_by:  # a person holds the run (pairing): the loop stops until they hand it back
+        turns.park(run.id, run.counters)
+        return StepOutcome(False, reason="paused for pairing")
     if tuple(row[2:]) != ("in_progress", run.fencing_token, run.agent_id):
         _finish(run, "abandoned", "the bead was reclaimed, closed or reassigned while this run was away")
         return StepOutcome(False, reason="stale", project_id=run.project_id)

@@ -109,8 +109,13 @@ def park_if_held(run_id: int) -> bool:
     row = db.session.execute(select(Run.status, Run.paused_by, Run.counters).where(Run.id == run_id)).first()
     if row is None or row.status != "running" or not row.paused_by:
         return False
-    if not (row.counters or {}).get(PARKED):
-        db.session.execute(update(Run).where(Run.id == run_id).values(counters={**(row.counters or {}), PARKED: True})
+    park(run_id, row.counters)
+    return True
+
+
+def park(run_id: int, counters: dict | None) -> None:
+    """Record that the loop of a run a person holds has stopped for them (once)."""
+    if not (counters or {}).get(PARKED):
+        db.session.execute(update(Run).where(Run.id == run_id).values(counters={**(counters or {}), PARKED: True})
                            .execution_options(synchronize_session=False))
         db.session.commit()
-    return True
