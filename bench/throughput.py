@@ -12,6 +12,7 @@ Run: `python -m bench --only throughput`.
 """
 from __future__ import annotations
 
+import os
 import time
 
 import psutil
@@ -45,15 +46,16 @@ def measure(processes: int, beads_n: int) -> dict:
                 ids += [beads.create_bead(project.id, f"bead {p}.{i}").id for i in range(beads_n // PROJECTS)]
             db.session.remove()
             workers = [psutil.Process(proc.pid) for proc in bench.procs]
-            cpu0, busy0, started = worker_cpu(workers), machine_busy(), time.monotonic()
+            cpu0, busy0, by0, started = worker_cpu(workers), machine_busy(), cpu_by_process(bench), time.monotonic()
             bench.app.extensions["celery"].send_task("loom.dispatch", queue="default")
         bench.wait_closed(ids, timeout=600)
         elapsed = time.monotonic() - started
         cpu = (worker_cpu(workers) - cpu0) / elapsed * 100
         busy = (machine_busy() - busy0) / elapsed
+        by_group = per_group(by0, cpu_by_process(bench))
         gaps = turn_gaps(bench)
         return {"processes": processes, "beads": len(ids), "elapsed": elapsed, "steps": len(gaps) + len(ids),
-                "worker_cpu": cpu, "machine_cores_busy": busy,
+                "worker_cpu": cpu, "machine_cores_busy": busy, "cpu_by_group": by_group,
                 "beads_per_min": len(ids) / elapsed * 60, "steps_per_s": (len(gaps) + len(ids)) / elapsed,
                 "gap_p50": percentile(gaps, 0.5) * 1000, "gap_p99": percentile(gaps, 0.99) * 1000}
 
@@ -67,6 +69,40 @@ def machine_busy() -> float:
     """CPU seconds the whole machine has spent busy (every process: workers, git, PostgreSQL, Redis, the LLM)."""
     times = psutil.cpu_times()
     return sum(times) - times.idle - getattr(times, "iowait", 0.0)
+
+
+def cpu_by_process(bench: Bench) -> dict[int, tuple[str, float]]:
+    """pid -> (group, CPU seconds so far) for the processes a loop step uses; a worker's reaped children (git,
+    sandboxed commands) are a group of their own."""
+    workers, llm, me = {proc.pid for proc in bench.procs}, bench.llm.proc.pid, os.getpid()
+    out: dict[int, tuple[str, float]] = {}
+    for proc in psutil.process_iter(["name"]):
+        try:
+            times = proc.cpu_times()
+        except psutil.Error:
+            continue
+        name = proc.info["name"] or ""
+        own = times.user + times.system
+        if proc.pid in workers:
+            out[proc.pid] = ("workers", own)
+            out[-proc.pid] = ("their git and commands", times.children_user + times.children_system)
+        elif proc.pid == llm:
+            out[proc.pid] = ("scripted LLM", own)
+        elif proc.pid == me:
+            out[proc.pid] = ("this benchmark", own)
+        elif name.startswith(("postgres", "postmaster")):
+            out[proc.pid] = ("PostgreSQL", own)
+        elif name.startswith("redis"):
+            out[proc.pid] = ("Redis", own)
+    return out
+
+
+def per_group(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]) -> dict[str, float]:
+    """CPU seconds spent between two snapshots, by group (a process started meanwhile counts from zero)."""
+    groups: dict[str, float] = {}
+    for pid, (group, seconds) in after.items():
+        groups[group] = groups.get(group, 0.0) + seconds - before.get(pid, (group, 0.0))[1]
+    return groups
 
 
 def ceiling(one: dict) -> float:
@@ -101,12 +137,21 @@ def rows(one: dict, two: dict) -> list[Row]:
                f"{r['worker_cpu']:.0f}% of a core in all, the machine {r['machine_cores_busy']:.2f} cores busy; gap "
                f"between turns p50 {r['gap_p50']:.0f} ms, p99 {r['gap_p99']:.0f} ms")
            for r in (one, two)]
+    for r in (one, two):
+        groups, steps = r["cpu_by_group"], r["steps"]
+        total = sum(groups.values())
+        others = total - groups.get("workers", 0.0)
+        out.append(Row(f"  CPU per step, {r['processes']} worker process{'es' if r['processes'] > 1 else ''}",
+                       f"{total / steps * 1000:.1f} ms",
+                       ", ".join(f"{name} {seconds / steps * 1000:.1f}" for name, seconds in
+                                 sorted(groups.items(), key=lambda kv: -kv[1]))
+                       + f" ms; outside the worker processes {others / max(total, 1e-9):.0%}"))
     ratio = two["beads_per_min"] / one["beads_per_min"]
     waiting = " (the 1-process run was not CPU-bound: its worker mostly waited)" if one["worker_cpu"] < 60 else ""
     out.append(Row("throughput scaling, 2 / 1 worker processes", f"{ratio:.2f}x",
-                   f"target >= {TARGET}x: {'met' if ratio >= TARGET else 'NOT met'}{waiting}; at most "
-                   f"{ceiling(one):.2f}x here ({psutil.cpu_count()} cores / {one['machine_cores_busy']:.2f} busy with 1 "
-                   f"process); LLM-latency bound with 1 process: {ideal:.1f} s"))
+                   f"target >= {TARGET}x: {'met' if ratio >= TARGET else 'NOT met'}{waiting}; at most about "
+                   f"{ceiling(one):.2f}x here ({psutil.cpu_count()} cores / {one['machine_cores_busy']:.2f} busy "
+                   f"with 1 process); LLM-latency bound with 1 process: {ideal:.1f} s"))
     return out
 
 
