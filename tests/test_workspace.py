@@ -270,6 +270,15 @@ def test_commit_with_trailers_and_idempotent_nothing_to_commit(wt: Path) -> None
     assert again.startswith("nothing to commit") and git(wt, "rev-parse", "HEAD") == head
 
 
+def test_commit_on_a_detached_head_says_so(wt: Path) -> None:
+    git(wt, "checkout", "-q", "--detach")
+    workspace_files.write_file(wt, "detached.txt", "x\n")
+    out = workspace_files.git_commit(wt, "On no branch", {})
+    assert out == f"committed {git(wt, 'rev-parse', '--short', 'HEAD').strip()} on HEAD"
+    again = workspace_files.git_commit(wt, "again", {})
+    assert again == out.replace("committed", "nothing to commit: no changes since", 1)
+
+
 @pytest.mark.parametrize("name,content,kind", [
     ("id_rsa", PRIVATE_KEY, "private key"),
     ("config.py", f'OPENAI = "{OPENAI_KEY}"\n', "OpenAI-style API key"),

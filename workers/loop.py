@@ -37,13 +37,12 @@ def loop_settings() -> LoopSettings:
                                                             cfg["SANDBOX_UID"]))
 
 
-def queue_for(project_id: int | None) -> str:
-    """`project.<id>` for projects with dedicated workers, else the default queue."""
-    if project_id is not None:
+def queue_for(project_id: int | None, dedicated: bool | None = None) -> str:
+    """`project.<id>` for projects with dedicated workers, else the default queue (`dedicated`: already known)."""
+    if project_id is not None and dedicated is None:
         project = db.session.get(Project, project_id)
-        if project is not None and project.dedicated:
-            return f"project.{project_id}"
-    return "default"
+        dedicated = project is not None and project.dedicated
+    return f"project.{project_id}" if project_id is not None and dedicated else "default"
 
 
 # Ride out a broker restart of up to ~30 s when enqueueing the next turn; past that, Ralph resumes the run.
@@ -69,8 +68,8 @@ def send(task_name: str, args: tuple = (), queue: str = "default", countdown: fl
                                                argsrepr=args_repr(task_name, args))
 
 
-def enqueue_step(run_id: int, project_id: int | None, delay_s: float = 0.0) -> None:
-    send("loom.step", (run_id,), queue=queue_for(project_id), countdown=delay_s or None)
+def enqueue_step(run_id: int, project_id: int | None, delay_s: float = 0.0, dedicated: bool | None = None) -> None:
+    send("loom.step", (run_id,), queue=queue_for(project_id, dedicated), countdown=delay_s or None)
 
 
 @shared_task(name="loom.start_run", ignore_result=True)
@@ -120,7 +119,7 @@ def _step(task, run_id: int) -> str | None:
                  "next step queued" if outcome.next_step else f"run ended ({outcome.reason})")
         if outcome.next_step:
             try:
-                enqueue_step(run_id, outcome.project_id, outcome.delay_s)
+                enqueue_step(run_id, outcome.project_id, outcome.delay_s, outcome.dedicated)
             except BrokerUnavailable as exc:  # the step itself is committed; Ralph resumes the run later
                 log.error("run %s: next step not enqueued (broker unavailable: %s); Ralph will resume it",
                           run_id, exc)

@@ -18,6 +18,7 @@ from pathlib import Path
 from collections.abc import Callable
 
 from sqlalchemy import select, update
+from sqlalchemy.orm import lazyload
 from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db
@@ -52,6 +53,7 @@ class StepOutcome:
     delay_s: float = 0.0
     reason: str | None = None
     project_id: int | None = None
+    dedicated: bool | None = None  # the project's steps go to its own queue (None: not looked up in this step)
 
 
 def start_run(bead_id: int, agent_id: int, settings: LoopSettings) -> Run:
@@ -78,11 +80,15 @@ def _finish(run: Run, status: str, reason: str) -> None:
          data={"run_id": run.id, "status": status, "reason": reason, "iterations": run.iterations})
 
 
-def _still_ours(run: Run) -> bool:
-    """The bead is in progress, with this run's agent and fencing token (its lease was not reclaimed)."""
-    row = db.session.execute(select(Bead.status, Bead.fencing_token, Bead.assigned_to)
-                             .where(Bead.id == run.bead_id)).first()
-    return row is not None and tuple(row) == ("in_progress", run.fencing_token, run.agent_id)
+def _bead_if_still_ours(run: Run) -> Bead | None:
+    """The run's bead, read afresh, if it is in progress with this run's agent and fencing token (its lease was
+    not reclaimed); else None. Its tags are loaded only if something reads them."""
+    bead = db.session.scalar(select(Bead).where(Bead.id == run.bead_id)
+                             .options(lazyload(Bead.tag_rows)).execution_options(populate_existing=True))
+    if bead is None or (bead.status, bead.fencing_token, bead.assigned_to) != ("in_progress", run.fencing_token,
+                                                                                run.agent_id):
+        return None
+    return bead
 
 
 HEARTBEAT_EVERY = timedelta(seconds=30)
@@ -232,7 +238,7 @@ def _apply(run: Run, step: Step, project: Project, bead: Bead, agent: Agent, set
         beads.block_bead(run.bead_id, f"loop stopped: {stop}", kind="loop")
         _finish(run, "failed", stop)
         return StepOutcome(False, reason=stop, project_id=run.project_id)
-    return StepOutcome(True, project_id=run.project_id)
+    return StepOutcome(True, project_id=run.project_id, dedicated=project.dedicated)
 
 
 def run_step(run_id: int, llm: LLMClient, settings: LoopSettings) -> StepOutcome:
@@ -293,18 +299,19 @@ def _run_step(run_id: int, llm: LLMClient, settings: LoopSettings) -> StepOutcom
 
 
 def _take_turn(run_id: int, llm: LLMClient, settings: LoopSettings) -> StepOutcome:
-    # One round trip for the run, its agent and the fencing facts of its bead.
+    # One round trip for the run, its agent, its project and the fencing facts of its bead.
     row = db.session.execute(
-        select(Run, Agent, Bead.status, Bead.fencing_token, Bead.assigned_to)
-        .outerjoin(Agent, Agent.id == Run.agent_id).join(Bead, Bead.id == Run.bead_id).where(Run.id == run_id)
+        select(Run, Agent, Project, Bead.status, Bead.fencing_token, Bead.assigned_to)
+        .outerjoin(Agent, Agent.id == Run.agent_id).join(Project, Project.id == Run.project_id)
+        .join(Bead, Bead.id == Run.bead_id).where(Run.id == run_id)
     ).first()
     if row is None or row[0].status != "running":
         return StepOutcome(False, reason="run not active")
-    run, agent = row[0], row[1]
+    run, agent, project = row[0], row[1], row[2]
     if run.paused_by:  # a person holds the run (pairing): the loop stops until they hand it back
         turns.park(run.id, run.counters)
         return StepOutcome(False, reason="paused for pairing")
-    if tuple(row[2:]) != ("in_progress", run.fencing_token, run.agent_id):
+    if tuple(row[3:]) != ("in_progress", run.fencing_token, run.agent_id):
         _finish(run, "abandoned", "the bead was reclaimed, closed or reassigned while this run was away")
         return StepOutcome(False, reason="stale", project_id=run.project_id)
     if agent is None or agent.status == "paused":
@@ -332,10 +339,10 @@ def _take_turn(run_id: int, llm: LLMClient, settings: LoopSettings) -> StepOutco
         if claimed is not None:
             return claimed
     run = db.session.get(Run, run_id)
-    if not _still_ours(run):  # fencing check right before any effect
+    bead = _bead_if_still_ours(run)  # fencing check right before any effect
+    if bead is None:
         _finish(run, "abandoned", "lease lost before applying the reply")
         return StepOutcome(False, reason="stale", project_id=run.project_id)
-    bead, project = db.session.get(Bead, run.bead_id), db.session.get(Project, run.project_id)
     try:
         return _apply(run, step, project, bead, agent, settings)
     except workspace.WorkspaceError as exc:  # the repository could not be prepared: a person must look

@@ -21,6 +21,9 @@ from app.services.workspace import WorkspaceError, run_git, short_head, stream_g
 _TRAILER_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9-]*$")
 _STAGE_ENTRY = re.compile(r"^(\d{6}) [0-9a-f]{40,64} \d\t")  # `ls-files --stage`: mode, object, stage, tab, path
 NOTHING_STAGED = "nothing staged"
+# The first line `git commit` prints (LC_ALL=C): "[main 1a2b3c4] subject", "[main (root-commit) 1a2b3c4] ...",
+# "[detached HEAD 1a2b3c4] ..."; branch names hold no spaces.
+_COMMITTED = re.compile(r"^\[(?P<branch>detached HEAD|\S+)(?: \(root-commit\))? (?P<head>[0-9a-f]{4,64})\] ")
 SECRET_PATTERNS: list[tuple[str, re.Pattern]] = [
     ("private key", re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----")),
     ("AWS access key", re.compile(r"(?<![A-Z0-9])AKIA[0-9A-Z]{16}(?![A-Z0-9])")),
@@ -224,8 +227,11 @@ def git_commit(root: Path, message: str, trailers: dict[str, str]) -> str:
         raise WorkspaceError(f"refusing to commit: {problem}; nothing was committed and your changes are unstaged")
     trailer_block = "".join(f"{key}: {value}\n" for key, value in trailers.items())
     body = f"{message}\n\n{trailer_block}" if trailer_block else f"{message}\n"
-    run_git(root, "commit", "-q", "--no-verify", "--no-gpg-sign", "-F", "-", stdin=body)
-    return "committed {} on {}".format(*_head_and_branch(root))
+    done = run_git(root, "commit", "--no-verify", "--no-gpg-sign", "-F", "-", stdin=body)
+    said = _COMMITTED.match(done.stdout)  # "[bead/7 1a2b3c4] subject": no second and third git call for these
+    head, branch = (said["head"], "HEAD" if said["branch"] == "detached HEAD" else said["branch"]) if said \
+        else _head_and_branch(root)
+    return f"committed {head} on {branch}"
 
 
 def _head_and_branch(root: Path) -> tuple[str, str]:
