@@ -117,9 +117,12 @@ def celery_settings(cfg: dict) -> dict:
         "broker_url": cfg["REDIS_URL"],
         "broker_connection_retry_on_startup": True,
         "broker_pool_limit": 200,  # one pooled broker connection per busy thread: no connect per publish
-        # polling_interval: an idle worker's BRPOP waits this long (s) before it is sent again (Redis' default: 1);
-        # a message still arrives at once. The event heartbeat (2 s, for Flower) wakes the worker anyway.
-        "broker_transport_options": {"visibility_timeout": soft + 1800, "polling_interval": cfg["BROKER_POLL_SECONDS"]},
+        "broker_transport_options": {"visibility_timeout": soft + 1800},
+        # A worker's consumer (only: workers/celery_app.py sets it at worker_init) waits this long (s) in each
+        # blocking BRPOP before it sends it again (kombu's default: 1); a message still arrives at once. Clients
+        # (web, Flower, `celery inspect`) keep 1 s: kombu blocks them that long per read of a control reply,
+        # whatever timeout they asked for, and Flower's 1 s worker refresh would come back empty.
+        "loom_worker_poll_seconds": cfg["BROKER_POLL_SECONDS"],
         "task_soft_time_limit": soft,
         "task_time_limit": soft + 60,
         "task_serializer": "json",

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 from tests.celery_worker import thread_worker
 from tests.conftest import ROOT
 from tests.test_engine import wait_for
+from tests.test_engine_workers import start_workers, stop
 from workers import wake
 
 
@@ -50,3 +52,23 @@ def test_the_worker_entry_point_installs_it_with_the_configured_period(make_engi
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**engine.env(), "LOOM_WORKER_WAKE_MS": "35"},
                          capture_output=True, text=True, timeout=60, check=False)
     assert out.stdout.split() == ["True", "35"], out.stderr
+
+
+def test_an_idle_worker_polls_slowly_yet_answers_control_at_once(make_engine, tmp_path):
+    """LOOM_BROKER_POLL_SECONDS is the worker's own: clients (web, Flower, `celery inspect`) keep kombu's 1 s,
+    else each of their reads of a control reply blocks that long and Flower's 1 s worker refresh comes back empty."""
+    engine = make_engine({"rules": []}, BROKER_POLL_SECONDS=5)
+    control = engine.app.extensions["celery"].control
+    assert "polling_interval" not in engine.app.extensions["celery"].conf.broker_transport_options
+    workers = start_workers(engine, 1, tmp_path)
+    try:
+        wait_for(lambda: control.inspect(timeout=1).ping(), timeout=60)
+        conf = wait_for(lambda: control.inspect(timeout=1).conf(with_defaults=False), timeout=30)
+        (worker_conf,) = conf.values()
+        assert worker_conf["broker_transport_options"]["polling_interval"] == 5
+        time.sleep(6)  # idle: its blocking read is past one full poll
+        for _ in range(3):
+            replies = control.inspect(timeout=1).ping()
+            assert replies and list(replies.values()) == [{"ok": "pong"}], replies
+    finally:
+        stop(workers)

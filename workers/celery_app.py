@@ -9,7 +9,7 @@ awake while tasks are in hand (workers/wake.py, LOOM_WORKER_WAKE_MS).
 from __future__ import annotations
 
 from celery import bootsteps
-from celery.signals import setup_logging
+from celery.signals import setup_logging, worker_init
 
 from app import create_app
 from app.logging_setup import configure_logging
@@ -44,3 +44,12 @@ def _loom_logging(**_: object) -> None:
     """Celery's --loglevel is ignored on purpose: LOOM_LOG_LEVEL is the one knob for every process."""
     cfg = flask_app.config
     configure_logging(cfg["LOG_LEVEL"], cfg["LOG_FORMAT"])
+
+
+@worker_init.connect(weak=False)
+def _idle_poll(**_: object) -> None:
+    """Only a worker waits LOOM_BROKER_POLL_SECONDS in each blocking read of its queues (fewer wake-ups when idle);
+    set before its consumer connects. Other commands of this app keep kombu's 1 s (app/config.py)."""
+    options = dict(celery_app.conf.broker_transport_options or {})
+    options["polling_interval"] = celery_app.conf.loom_worker_poll_seconds
+    celery_app.conf.broker_transport_options = options
