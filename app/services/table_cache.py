@@ -36,12 +36,10 @@ def cached(table: str, name: str, load: Callable[[], T]) -> T:
 
 
 def invalidate(*tables: str) -> None:
-    """Drop this app's entries for these tables (all tables when none is named)."""
-    if not has_app_context():
-        return
+    """Drop this app's entries for these tables."""
     store = _store()
     for key in list(store):
-        if not tables or key[0] in tables:
+        if key[0] in tables:
             store.pop(key, None)
 
 
@@ -61,7 +59,7 @@ def _flushed(session: Session, _context: object) -> None:
 @event.listens_for(Session, "after_commit")
 def _committed(session: Session) -> None:
     touched = session.info.pop(EXTENSION, None)
-    if touched:
+    if touched and has_app_context():
         invalidate(*touched)
 
 

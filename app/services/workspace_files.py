@@ -228,10 +228,16 @@ def git_commit(root: Path, message: str, trailers: dict[str, str]) -> str:
     trailer_block = "".join(f"{key}: {value}\n" for key, value in trailers.items())
     body = f"{message}\n\n{trailer_block}" if trailer_block else f"{message}\n"
     done = run_git(root, "commit", "--no-verify", "--no-gpg-sign", "-F", "-", stdin=body)
-    said = _COMMITTED.match(done.stdout)  # "[bead/7 1a2b3c4] subject": no second and third git call for these
-    head, branch = (said["head"], "HEAD" if said["branch"] == "detached HEAD" else said["branch"]) if said \
-        else _head_and_branch(root)
-    return f"committed {head} on {branch}"
+    return "committed {} on {}".format(*_committed_as(done.stdout, root))
+
+
+def _committed_as(commit_output: str, root: Path) -> tuple[str, str]:
+    """The new head and its branch, read off `git commit`'s first line ("[bead/7 1a2b3c4] subject"); asked of
+    git only when that line does not parse."""
+    said = _COMMITTED.match(commit_output)
+    if said is None:
+        return _head_and_branch(root)
+    return said["head"], "HEAD" if said["branch"] == "detached HEAD" else said["branch"]
 
 
 def _head_and_branch(root: Path) -> tuple[str, str]:
