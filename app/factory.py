@@ -22,7 +22,7 @@ from app.web.errors import register_error_handlers
 from workers.dispatch import on_event as dispatch_hook
 from workers.motivations import on_event as motivation_hook
 from workers.team import on_event as team_hook
-from workers import wake
+from workers import task_events, wake
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,6 +45,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     _init_redis(app)
     celery_init_app(app)
     wake.install(app.extensions["celery"])  # every worker of this app: the threads-pool stall workaround
+    task_events.install(app.extensions["celery"])  # and task events in batches, none lost
     _register_blueprints(app)
     return app
 

@@ -62,6 +62,7 @@ def test_flower_shows_loom_tasks_and_workers(flower, tmp_path):
         assert {t["name"] for t in steps} == {"loom.step"}
         assert {t["args"] for t in steps} == {f"run_id={run_id}"}  # readable, not "(7,)"
         assert all(t["worker"].startswith("w0@") and t["runtime"] is not None for t in steps), steps
+        assert all(t["sent"] is not None for t in steps), steps  # the worker's task-sent events (batched) too
         every = httpx.get(f"{url}/api/tasks", auth=AUTH, timeout=5).json()
         assert "loom.dispatch" in {t["name"] for t in every.values()}
         listed = httpx.get(f"{url}/api/workers", params={"refresh": "true"}, auth=AUTH, timeout=15).json()

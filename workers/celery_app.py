@@ -3,39 +3,20 @@
 Builds the Flask app (config from LOOM_* variables) and exposes its Celery app; importing the task
 modules registers their tasks. Logging is Loom's own (LOOM_LOG_LEVEL, LOOM_LOG_FORMAT) for every
 Celery command: answering `setup_logging` tells Celery not to install its handlers. Two consumer
-bootsteps adjust Celery to the threads pool: task events unbuffered (below) and the event loop kept
-awake while tasks are in hand (workers/wake.py, LOOM_WORKER_WAKE_MS).
+bootsteps (installed by app/factory.py) adjust Celery to the threads pool: task events batched without
+losing any (workers/task_events.py) and the event loop kept awake while tasks are in hand
+(workers/wake.py, LOOM_WORKER_WAKE_MS).
 """
 from __future__ import annotations
 
-from celery import bootsteps
 from celery.signals import setup_logging, worker_init
 
 from app import create_app
 from app.logging_setup import configure_logging
 from workers import dispatch, loop, maintenance, motivations, team  # noqa: F401  (importing registers the tasks)
 
-
-class UnbufferedTaskEvents(bootsteps.StartStopStep):
-    """Publish each task event at once instead of through Celery's event buffer.
-
-    With an event loop (the Redis transport) Celery collects task events in a list that pool threads
-    append to while the loop thread publishes and then clears it: under the threads pool an event
-    appended in between is dropped, and Flower shows a finished task as STARTED forever. Unbuffered,
-    every event is published under the dispatcher's lock from the thread that made it.
-    """
-
-    requires = ("celery.worker.consumer.events:Events",)
-
-    def start(self, c) -> None:
-        if c.event_dispatcher is not None:
-            c.event_dispatcher.flush()
-            c.event_dispatcher.buffer_group = frozenset()
-
-
 flask_app = create_app()
 celery_app = flask_app.extensions["celery"]
-celery_app.steps["consumer"].add(UnbufferedTaskEvents)
 app = celery_app
 
 
