@@ -323,3 +323,37 @@ def test_a_new_budget_starts_from_the_recorded_spend(ctx, api, budget_project):
     assert (before["id"], before["spent_tokens"], before["day_tokens"]) == (None, 1500, 500)
     made = api.put(f"/api/v1/projects/{budget_project}/budget", json={"total_tokens": 1000}).get_json()
     assert (made["spent_tokens"], made["day_tokens"], made["exhausted"]) == (1500, 500, ["total_tokens"])
+
+
+class WatchfulLLM(LLMClient):
+    """The real client; it notes, as each call is made, whether the worker holds a transaction or a connection."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.seen: list[tuple[bool, int]] = []
+
+    def chat(self, *args, **kwargs):
+        self.seen.append((db.session().in_transaction(), db.engine.pool.checkedout()))
+        return super().chat(*args, **kwargs)
+
+
+@pytest.mark.parametrize("with_budgets", [False, True])
+def test_the_llm_is_called_holding_no_transaction_nor_connection(make_engine, with_budgets):
+    """Under PgBouncer's transaction pooling a transaction left open over a call of many seconds would pin a
+    server connection for that long; the budget lookup before the call must not leave one open."""
+    engine = make_engine(SPEND_SCRIPT, AUTO_DISPATCH=False)
+    api = Client(engine.app)
+    settings = LoopSettings(data_dir=str(engine.data_dir))
+    llm = WatchfulLLM(engine.llm.url, max_retries=0)
+    with engine.app.app_context():
+        project = api("post", "/projects", json={"name": "no-open-transaction"})
+        bead = api("post", "/beads", json={"project_id": project["id"], "title": "spend-twice"})
+        if with_budgets:
+            api("put", f"/projects/{project['id']}/budget", json={"total_tokens": 1_000_000})
+        agent = api("get", f"/agents?project_id={project['id']}")["items"][0]
+        run = loop.start_run(bead["id"], agent["id"], settings)
+        for _ in range(2):
+            assert loop.run_step(run.id, llm, settings).next_step
+        assert llm.seen == [(False, 0), (False, 0)]
+        assert len(requests_of(api, bead["id"])) == 2  # both calls were made and recorded
+    llm.close()

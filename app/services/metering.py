@@ -64,6 +64,8 @@ def before_call(run: Run, seq: int, messages: list[dict], llm: LLMClient, source
     tokens, usd = estimate(messages, model)
     held = budgets.reserve(run.project_id, run.bead_id, f"run{run.id}.step{seq}", tokens, usd)
     refused = isinstance(held, Refusal)
+    if not refused:  # the call is made holding no transaction (the budget lookup opened one) nor a connection
+        db.session.commit()
     return Meter(run.id, seq, run.project_id, run.bead_id, run.agent_id, agent.persona if agent else None, model,
                  analytics.provider_label(llm.base_url), None if refused else held, held if refused else None,
                  time.monotonic(), source)
