@@ -142,6 +142,47 @@ def test_remove_worktree_keeps_branch(repo: Path, wt: Path, data_dir: Path) -> N
     assert (workspace.ensure_worktree(data_dir, 1, 7) / "kept.txt").exists()
 
 
+def test_a_worktree_is_one_git_knows_and_its_branch_starts_at_the_default_branch(repo: Path, data_dir: Path) -> None:
+    """Loom writes the registration itself (one git process instead of four): git must see a worktree like any."""
+    workspace_files.write_file(repo, "base.txt", "on main\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "base")
+    wt = workspace.ensure_worktree(data_dir, 1, 4)
+    listed = git(repo, "worktree", "list", "--porcelain")
+    assert f"worktree {wt.resolve()}\nHEAD {git(repo, 'rev-parse', 'main').strip()}\nbranch refs/heads/bead/4" in listed
+    assert (wt / "base.txt").read_text() == "on main\n" and git(wt, "status", "--porcelain") == ""
+    assert "branch: Created from main" in git(repo, "reflog", "show", "bead/4")
+    git(repo, "worktree", "prune")  # a live registration survives git's own clean-up
+    assert str(wt.resolve()) in git(repo, "worktree", "list")
+    workspace_files.write_file(wt, "work.txt", "x")
+    assert workspace_files.git_commit(wt, "work", {}).startswith("committed ")
+    assert git(repo, "log", "-1", "--format=%s", "bead/4").strip() == "work"
+    assert branch_of(repo) == "main" and not (repo / "work.txt").exists()
+
+
+def test_a_stale_registration_is_replaced_and_a_foreign_one_left_to_git(repo: Path, data_dir: Path) -> None:
+    wt = workspace.ensure_worktree(data_dir, 1, 5)
+    subprocess.run(["rm", "-rf", str(wt)], check=True)  # the folder went; its registration stayed
+    assert (workspace.ensure_worktree(data_dir, 1, 5) / ".git").is_file()
+    assert git(repo, "worktree", "list").count("bead-5") == 1
+    # The name "bead-6" held by another live folder (made by hand with git): git picks another name for ours.
+    elsewhere = data_dir / "elsewhere" / "bead-6"
+    elsewhere.parent.mkdir()
+    git(repo, "worktree", "add", "-q", "-b", "hand-made", str(elsewhere), "main")
+    mine = workspace.ensure_worktree(data_dir, 1, 6)
+    assert branch_of(mine) == "bead/6" and branch_of(elsewhere) == "hand-made"
+    assert git(repo, "worktree", "list").count("bead-6") == 2
+
+
+def test_a_worktree_from_a_missing_branch_is_a_clean_error_leaving_nothing(repo: Path, data_dir: Path) -> None:
+    with pytest.raises(WorkspaceError) as info:
+        workspace.ensure_worktree(data_dir, 1, 8, default_branch="no-such-branch")
+    assert str(info.value).startswith("git checkout failed:") and "Traceback" not in str(info.value)
+    wt = workspace.project_dir(data_dir, 1) / "worktrees" / "bead-8"
+    assert not wt.exists() and "bead-8" not in git(repo, "worktree", "list")
+    assert workspace.ensure_worktree(data_dir, 1, 8).is_dir()  # and the bead can still get one
+
+
 def test_worktree_needs_a_repository(data_dir: Path) -> None:
     with pytest.raises(WorkspaceError):
         workspace.ensure_worktree(data_dir, 99, 1)

@@ -186,16 +186,58 @@ def ensure_worktree(data_dir: str | Path, project_id: int, bead_id: int, default
             return wt
         shutil.rmtree(wt, ignore_errors=True)
         wt.parent.mkdir(exist_ok=True)
-        try:  # the usual case, a bead's first turn: one git call
-            run_git(repo, "worktree", "add", "-q", "-b", branch, str(wt), default_branch)
-        except WorkspaceError:  # its branch exists (a reopened bead) or a stale registration is in the way
-            shutil.rmtree(wt, ignore_errors=True)
+        if not _register_worktree(repo, wt, branch):  # another worktree holds the name: let git pick one
             run_git(repo, "worktree", "prune")
             if _has_commit(repo, f"refs/heads/{branch}"):
                 run_git(repo, "worktree", "add", "-q", str(wt), branch)
             else:
                 run_git(repo, "worktree", "add", "-q", "-b", branch, str(wt), default_branch)
+            return wt
+        # The usual case, a bead's first turn: one git process makes the branch and fills the folder.
+        made = run_git(wt, "checkout", "-q", "-b", branch, default_branch, check=False)
+        if made.returncode != 0:
+            if not _has_commit(repo, f"refs/heads/{branch}"):  # not "the branch exists": a real failure
+                _unregister_worktree(repo, wt)
+                raise WorkspaceError("git checkout failed: " + " ".join((made.stderr or made.stdout).split())[:300])
+            run_git(wt, "reset", "-q", "--hard")  # a reopened bead: its branch as it was left
         return wt
+
+
+def _register_worktree(repo: Path, wt: Path, branch: str) -> bool:
+    """Register `wt` as a worktree of `repo` on `branch` the way `git worktree add` does, with the files
+    gitrepository-layout(5) documents (worktrees/<id>/{HEAD,commondir,gitdir} and the folder's `.git` file),
+    but without its three git processes (branch, symbolic-ref, reset). HEAD names the branch, which need not
+    exist yet. A stale registration of this same folder is replaced; False when the name belongs to another
+    folder that still exists (then git must choose a name)."""
+    admin = repo / ".git" / "worktrees" / wt.name
+    try:
+        return _write_registration(admin, wt, branch)
+    except OSError as exc:
+        _unregister_worktree(repo, wt)
+        raise WorkspaceError(f"could not register the worktree {wt.name}: {exc.strerror or exc}") from None
+
+
+def _write_registration(admin: Path, wt: Path, branch: str) -> bool:
+    if admin.exists():
+        try:
+            registered = Path((admin / "gitdir").read_text().strip())
+        except OSError:
+            registered = None
+        if registered is not None and registered != wt.resolve() / ".git" and registered.exists():
+            return False
+        shutil.rmtree(admin)
+    admin.mkdir(parents=True)
+    wt.mkdir()
+    (admin / "commondir").write_text("../..\n")
+    (admin / "gitdir").write_text(f"{wt.resolve() / '.git'}\n")
+    (admin / "HEAD").write_text(f"ref: refs/heads/{branch}\n")
+    (wt / ".git").write_text(f"gitdir: {admin.resolve()}\n")
+    return True
+
+
+def _unregister_worktree(repo: Path, wt: Path) -> None:
+    shutil.rmtree(repo / ".git" / "worktrees" / wt.name, ignore_errors=True)
+    shutil.rmtree(wt, ignore_errors=True)
 
 
 def remove_worktree(data_dir: str | Path, project_id: int, bead_id: int) -> None:
