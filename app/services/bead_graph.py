@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from sqlalchemy import and_, delete, exists, select, update
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import aliased, lazyload
 
 from app.extensions import db
 from app.models import Agent, Bead, BeadDependency, Project, utcnow
@@ -134,7 +134,7 @@ def claim_bead(bead_id: int, agent_id: int, lease_seconds: int) -> Bead:
     open+unassigned+ready -> in_progress with a lease and a bumped fencing token. Exactly one
     of any number of concurrent claimers sees rowcount 1 on both; everyone else gets a 409.
     """
-    bead = db.session.get(Bead, bead_id)
+    bead = db.session.get(Bead, bead_id, options=[lazyload(Bead.tag_rows)])
     if bead is None:
         raise NotFound(f"bead {bead_id} not found", "id")
     agent = db.session.get(Agent, agent_id)
@@ -172,8 +172,7 @@ def claim_bead(bead_id: int, agent_id: int, lease_seconds: int) -> Bead:
         db.session.rollback()
         raise Conflict(_why_not_claimable(bead_id), "id", code="not_claimable")
     db.session.commit()
-    claimed = db.session.get(Bead, bead_id)
-    db.session.refresh(claimed)
+    claimed = db.session.get(Bead, bead_id, populate_existing=True, options=[lazyload(Bead.tag_rows)])  # as committed
     emit("bead.claimed", project_id=project_id, bead_id=bead_id, agent_id=agent_id,
          data={"fencing_token": claimed.fencing_token})
     emit("bead.status_changed", project_id=project_id, bead_id=bead_id, agent_id=agent_id,

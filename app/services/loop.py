@@ -67,9 +67,11 @@ def start_run(bead_id: int, agent_id: int, settings: LoopSettings) -> Run:
               system_prompt=prompts.system_prompt(agent, persona, project),
               task_prompt=prompts.task_prompt(bead, blocked_by.get(bead.id, [])), counters={})
     db.session.add(run)
+    db.session.flush()
+    started = {"project_id": run.project_id, "bead_id": bead.id, "agent_id": agent.id,
+               "data": {"run_id": run.id, "persona": agent.persona}}  # read before the commit expires them
     db.session.commit()
-    emit("run.started", project_id=run.project_id, bead_id=bead.id, agent_id=agent.id,
-         data={"run_id": run.id, "persona": agent.persona})
+    emit("run.started", **started)
     return run
 
 
