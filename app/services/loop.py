@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from app.extensions import db
 from app.llm import LLMClient, LLMError, trim_messages
 from app.models import Agent, Bead, Persona, Project, Run, Step, utcnow
-from app.services import beads, bead_graph, metering, prompts, turns, workspace
+from app.services import analytics, beads, bead_graph, metering, prompts, turns, workspace
 from app.services.action_parser import MAX_REPLY_CHARS, parse_reply
 from app.services.actions import ActionContext, apply_actions
 from app.services.errors import ServiceError
@@ -173,7 +173,7 @@ def _ask_llm(run: Run, seq: int, llm: LLMClient, settings: LoopSettings) -> Step
         _finish(db.session.get(Run, run.id), "failed", verdict.reason[:1000])
         return StepOutcome(False, reason=verdict.reason, project_id=run.project_id)
     on_delta.flush()  # type: ignore[attr-defined]
-    metering.after_call(meter, completion)  # the LLMRequest row and the budget settlement, one transaction
+    recorded = metering.after_call(meter, completion, commit=False)  # committed with the reply, below
     oversize = len(completion.content) > MAX_REPLY_CHARS
     step = Step(run_id=run.id, bead_id=run.bead_id, seq=seq, status="llm_done", request=messages[-1]["content"],
                 attempts=1, claimed_at=utcnow(),
@@ -188,10 +188,12 @@ def _ask_llm(run: Run, seq: int, llm: LLMClient, settings: LoopSettings) -> Step
         counters.pop(f"errors.{kind}", None)
     run.counters = counters
     try:
-        db.session.commit()
+        db.session.commit()  # the reply, the LLMRequest row and the budget settlement: one transaction
     except IntegrityError:  # another delivery of this step stored its reply first: it carries on
         db.session.rollback()
+        metering.after_call(meter, completion)  # this call was made all the same: it counts
         return StepOutcome(False, reason="duplicate delivery")
+    analytics.announce(recorded)
     return step
 
 

@@ -13,7 +13,7 @@ from flask import current_app
 from app.extensions import db
 from app.llm import Completion, LLMClient, LLMError
 from app.llm_context import content_chars
-from app.models import Agent, Run
+from app.models import Agent, LLMRequest, Run
 from app.services import analytics, beads, budgets, pricing
 from app.services.budgets import Refusal
 from app.services.events import emit
@@ -71,19 +71,23 @@ def before_call(run: Run, seq: int, messages: list[dict], llm: LLMClient, source
                  time.monotonic(), source)
 
 
-def _record(meter: Meter, **fields) -> None:
+def _record(meter: Meter, commit: bool = True, **fields) -> LLMRequest:
     row = analytics.record_request(project_id=meter.project_id, bead_id=meter.bead_id, agent_id=meter.agent_id,
                                    run_id=meter.run_id, seq=meter.seq, persona=meter.persona,
                                    provider=meter.provider, source=meter.source, commit=False, **fields)
     budgets.settle(meter.hold, row.prompt_tokens + row.completion_tokens, row.cost_usd)
-    db.session.commit()
-    analytics.announce(row)
+    if commit:
+        db.session.commit()
+        analytics.announce(row)
+    return row
 
 
-def after_call(meter: Meter, completion: Completion) -> None:
-    _record(meter, model=completion.model or meter.model, prompt_tokens=completion.prompt_tokens,
-            completion_tokens=completion.completion_tokens, latency_ms=completion.latency_ms,
-            estimated=completion.estimated_usage)
+def after_call(meter: Meter, completion: Completion, commit: bool = True) -> LLMRequest:
+    """With commit=False the caller commits the row and the settlement together with what it stores of the
+    reply, then calls `analytics.announce(row)`."""
+    return _record(meter, commit, model=completion.model or meter.model, prompt_tokens=completion.prompt_tokens,
+                   completion_tokens=completion.completion_tokens, latency_ms=completion.latency_ms,
+                   estimated=completion.estimated_usage)
 
 
 def after_error(meter: Meter, exc: LLMError) -> None:
