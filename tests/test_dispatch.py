@@ -129,3 +129,64 @@ def test_a_finishing_agent_takes_its_next_bead_itself(make_engine):
         assert hand_off(idle.id, settings, max_concurrent=1, max_per_project=5) is None  # so does the global one
         assert hand_off(idle.id, settings, max_concurrent=2, max_per_project=5).bead_id == second.id
 
+
+
+def test_agents_finishing_together_claim_different_beads_without_losing_claims(make_engine):
+    """Eight agents of one project hand off at the same instant: each gets its own bead and no claim is lost
+    (without the per-bead claim mark all eight go for the first ready bead and seven claims fail)."""
+    import threading
+
+    import sqlalchemy as sa
+
+    from app.extensions import db
+    from app.services import agents, beads, projects
+    from app.services.dispatch import hand_off
+    from workers.loop import loop_settings
+    engine = make_engine(SCRIPT, AUTO_DISPATCH=False)
+    with engine.app.app_context():
+        project = projects.create_project("together", team=[], git_strategy="branch")
+        team = [agents.create_agent(f"eng{n}", "engineer", project_id=project.id).id for n in range(8)]
+        for n in range(12):
+            beads.create_bead(project.id, f"work {n}")
+        settings = loop_settings()
+        claims: list[str] = []
+        sa.event.listen(db.engine, "before_cursor_execute", lambda conn, cursor, statement, *rest: claims.append(
+            statement) if statement.startswith("UPDATE beads SET status") else None)
+    barrier, got, errors = threading.Barrier(len(team)), {}, []
+
+    def finish(agent_id: int) -> None:
+        try:
+            with engine.app.app_context():
+                barrier.wait()
+                run = hand_off(agent_id, settings, max_concurrent=50, max_per_project=50)
+                got[agent_id] = run.bead_id if run is not None else None
+                db.session.remove()
+        except BaseException as exc:  # noqa: BLE001 (reported below)
+            errors.append(exc)
+    threads = [threading.Thread(target=finish, args=(agent_id,)) for agent_id in team]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors, errors
+    assert None not in got.values() and len(set(got.values())) == len(team), got
+    assert len(claims) == len(team), f"{len(claims) - len(team)} claims lost"
+
+
+def test_a_hand_off_still_works_with_redis_down(make_engine, tmp_path):
+    """The claim mark is advisory: without Redis the hand-off claims unmarked (the compare-and-set decides)."""
+    from app.extensions import db
+    from app.services import agents, beads, projects
+    from app.services.dispatch import hand_off
+    from tests.conftest import build_app, free_port
+    from workers.loop import loop_settings
+    engine = make_engine(SCRIPT, AUTO_DISPATCH=False)
+    no_redis = build_app(engine.database_url, f"redis://127.0.0.1:{free_port()}/0", tmp_path / "data",
+                         AUTO_DISPATCH=False)
+    with no_redis.app_context():
+        project = projects.create_project("no-redis", team=[], git_strategy="branch")
+        agent = agents.create_agent("eng", "engineer", project_id=project.id)
+        bead = beads.create_bead(project.id, "still claimed")
+        run = hand_off(agent.id, loop_settings(), max_concurrent=5, max_per_project=5)
+        assert run is not None and run.bead_id == bead.id
+        db.engine.dispose()

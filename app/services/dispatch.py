@@ -5,9 +5,12 @@ not on a timer; Ralph's tick is only the safety net. Decision beads are never di
 """
 from __future__ import annotations
 
+import logging
 import re
 from collections import defaultdict
 
+import redis
+from flask import current_app
 from sqlalchemy import func, select
 
 from app.extensions import db
@@ -21,6 +24,8 @@ _BRACKET = re.compile(r"^\s*\[([\w -]+)\]")
 _PHRASES = [re.compile(p, re.I) for p in (r"\bask (?:the |a |an )?([\w-]+) to\b", r"\bfor (?:the )?([\w-]+)\s*:",
                                            r"^\s*([\w-]+)\s*:")]
 DEFAULT_PERSONA = "engineer"
+CLAIM_MARK_MS = 5_000  # how long a claim in progress keeps other claimers off its bead (if its claimer died)
+log = logging.getLogger("loom.dispatch")
 
 
 def hint_words(bead: Bead) -> list[str]:
@@ -93,25 +98,57 @@ def hand_off(agent_id: int, settings: LoopSettings, max_concurrent: int, max_per
         return None
     personas = list(db.session.scalars(select(Persona)).all())
     default_per_project = runtime.get_setting("dispatch.max_per_project", max_per_project)
+    projects: dict[int, tuple[bool, set[str]]] = {}  # per project: a slot free?, the personas it has
     for bead in candidates:
-        project = db.session.get(Project, bead.project_id)
-        limit = (project.max_concurrent if project is not None else None) or default_per_project
-        running = db.session.scalar(select(func.count()).select_from(Bead).where(
-            Bead.status == "in_progress", Bead.project_id == bead.project_id))
-        if running >= limit:
+        if bead.project_id not in projects:
+            project = db.session.get(Project, bead.project_id)
+            limit = (project.max_concurrent if project is not None else None) or default_per_project
+            running = db.session.scalar(select(func.count()).select_from(Bead).where(
+                Bead.status == "in_progress", Bead.project_id == bead.project_id))
+            staffed = set(db.session.scalars(select(Agent.persona).where(
+                Agent.status != "complete", (Agent.project_id == bead.project_id) | Agent.project_id.is_(None))))
+            projects[bead.project_id] = (running < limit, staffed)
+        room, staffed = projects[bead.project_id]
+        if not room:
             continue
-        staffed = set(db.session.scalars(select(Agent.persona).where(
-            Agent.status != "complete", (Agent.project_id == bead.project_id) | Agent.project_id.is_(None))))
         wanted = persona_for(hint_words(bead), personas)
         if wanted in staffed and wanted != agent.persona:
             continue  # a bead for a persona the team has: it waits for one of those
         try:
-            return start_run(bead.id, agent.id, settings)
+            run = start_unless_being_claimed(bead.id, agent.id, settings)
         except (Conflict, ServiceError):  # taken meanwhile, or the agent was: try the next / stop
             db.session.rollback()
             if db.session.scalar(select(Agent.status).where(Agent.id == agent_id)) != "idle":
                 return None
+            continue
+        if run is not None:
+            return run
     return None
+
+
+def start_unless_being_claimed(bead_id: int, agent_id: int, settings: LoopSettings) -> Run | None:
+    """start_run, or None when another hand-off or dispatch pass is claiming this bead right now.
+
+    Agents finishing at the same moment scan the same ready list and would all go for its first bead: all
+    but one claim would then fail after a round of statements each. A short-lived Redis mark per bead sends
+    the others on to the next bead at the cost of one Redis command. The mark is advisory (Redis down: no
+    marks); the claim itself is still the atomic compare-and-set of claim_bead."""
+    key = f"loom:claiming:{int(bead_id)}"
+    client = current_app.extensions["loom.redis"]()
+    try:
+        if not client.set(key, str(agent_id), nx=True, px=CLAIM_MARK_MS):
+            return None
+    except redis.RedisError as exc:
+        log.debug("claim mark for bead %s not set (%s): claiming unmarked", bead_id, exc)
+        client = None
+    try:
+        return start_run(bead_id, agent_id, settings)
+    finally:
+        if client is not None:
+            try:
+                client.delete(key)
+            except redis.RedisError:  # it expires on its own
+                pass
 
 
 def dispatch_ready(settings: LoopSettings, max_concurrent: int, max_per_project: int) -> list[tuple[int, int]]:
@@ -150,9 +187,12 @@ def dispatch_ready(settings: LoopSettings, max_concurrent: int, max_per_project:
             continue
         idle[agent.project_id].remove(agent)
         try:
-            run = start_run(bead.id, agent.id, settings)
+            run = start_unless_being_claimed(bead.id, agent.id, settings)
         except (Conflict, ServiceError):  # someone else claimed it first, or it changed meanwhile
             db.session.rollback()
+            continue
+        if run is None:  # a hand-off is claiming it: the agent stays free for the next bead
+            idle[agent.project_id].insert(0, agent)
             continue
         started.append((run.id, run.project_id))
         capacity -= 1
