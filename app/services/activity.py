@@ -145,8 +145,10 @@ def _record(event: dict, actor: str, now: datetime) -> Activity | None:
                         summary=summarise(event["type"], actor, [subject], 1))
         db.session.add(line)
         kind = "activity.created"
+    db.session.flush()
+    view = activity_view(line)  # read before the commit expires the line
     db.session.commit()
-    emit(kind, project_id=line.project_id, bead_id=line.bead_id, agent_id=line.agent_id, data=activity_view(line))
+    emit(kind, project_id=view["project_id"], bead_id=view["bead_id"], agent_id=view["agent_id"], data=view)
     return line
 
 
