@@ -133,14 +133,13 @@ def test_a_finishing_agent_takes_its_next_bead_itself(make_engine):
 
 def test_agents_finishing_together_claim_different_beads_without_losing_claims(make_engine):
     """Eight agents of one project hand off at the same instant: each gets its own bead and no claim is lost
-    (without the per-bead claim mark all eight go for the first ready bead and seven claims fail)."""
-    import threading
+    (claimed one at a time per project; without that all eight went for the first ready bead, 28 of 36 claims
+    failed)."""
 
     import sqlalchemy as sa
 
     from app.extensions import db
     from app.services import agents, beads, projects
-    from app.services.dispatch import hand_off
     from workers.loop import loop_settings
     engine = make_engine(SCRIPT, AUTO_DISPATCH=False)
     with engine.app.app_context():
@@ -152,13 +151,43 @@ def test_agents_finishing_together_claim_different_beads_without_losing_claims(m
         claims: list[str] = []
         sa.event.listen(db.engine, "before_cursor_execute", lambda conn, cursor, statement, *rest: claims.append(
             statement) if statement.startswith("UPDATE beads SET status") else None)
+    got = simultaneous_hand_offs(engine, team, settings, max_per_project=50)
+    assert None not in got.values() and len(set(got.values())) == len(team), got
+    assert len(claims) == len(team), f"{len(claims) - len(team)} claims lost"
+
+
+def test_simultaneous_hand_offs_keep_the_project_limit(make_engine):
+    """Six agents finish at once in a project allowed two beads at a time: exactly two start."""
+    from app.extensions import db
+    from app.models import Bead
+    from app.services import agents, beads, projects
+    from workers.loop import loop_settings
+    engine = make_engine(SCRIPT, AUTO_DISPATCH=False)
+    with engine.app.app_context():
+        project = projects.create_project("two-at-a-time", team=[], git_strategy="branch")
+        team = [agents.create_agent(f"eng{n}", "engineer", project_id=project.id).id for n in range(6)]
+        for n in range(10):
+            beads.create_bead(project.id, f"work {n}")
+        settings = loop_settings()
+    got = simultaneous_hand_offs(engine, team, settings, max_per_project=2)
+    assert sorted(bead is not None for bead in got.values()) == [False] * 4 + [True] * 2, got
+    with engine.app.app_context():
+        assert db.session.query(Bead).filter_by(status="in_progress").count() == 2
+
+
+def simultaneous_hand_offs(engine, team: list[int], settings, max_per_project: int) -> dict[int, int | None]:
+    """Every agent of `team` hands off at the same instant (one thread each); agent id -> bead started."""
+    import threading
+
+    from app.extensions import db
+    from app.services.dispatch import hand_off
     barrier, got, errors = threading.Barrier(len(team)), {}, []
 
     def finish(agent_id: int) -> None:
         try:
             with engine.app.app_context():
                 barrier.wait()
-                run = hand_off(agent_id, settings, max_concurrent=50, max_per_project=50)
+                run = hand_off(agent_id, settings, max_concurrent=50, max_per_project=max_per_project)
                 got[agent_id] = run.bead_id if run is not None else None
                 db.session.remove()
         except BaseException as exc:  # noqa: BLE001 (reported below)
@@ -169,12 +198,11 @@ def test_agents_finishing_together_claim_different_beads_without_losing_claims(m
     for thread in threads:
         thread.join(60)
     assert not errors, errors
-    assert None not in got.values() and len(set(got.values())) == len(team), got
-    assert len(claims) == len(team), f"{len(claims) - len(team)} claims lost"
+    return got
 
 
 def test_a_hand_off_still_works_with_redis_down(make_engine, tmp_path):
-    """The claim mark is advisory: without Redis the hand-off claims unmarked (the compare-and-set decides)."""
+    """The claims lock needs Redis; without it the hand-off claims unlocked (the compare-and-set decides)."""
     from app.extensions import db
     from app.services import agents, beads, projects
     from app.services.dispatch import hand_off

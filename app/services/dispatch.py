@@ -8,8 +8,11 @@ from __future__ import annotations
 import logging
 import re
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import redis
+from redis.exceptions import LockError
 from flask import current_app
 from sqlalchemy import func, select
 
@@ -24,7 +27,7 @@ _BRACKET = re.compile(r"^\s*\[([\w -]+)\]")
 _PHRASES = [re.compile(p, re.I) for p in (r"\bask (?:the |a |an )?([\w-]+) to\b", r"\bfor (?:the )?([\w-]+)\s*:",
                                            r"^\s*([\w-]+)\s*:")]
 DEFAULT_PERSONA = "engineer"
-CLAIM_MARK_MS = 5_000  # how long a claim in progress keeps other claimers off its bead (if its claimer died)
+CLAIM_LOCK_S = 5  # a project's claims lock: held for one claim (milliseconds); waited for at most this long
 log = logging.getLogger("loom.dispatch")
 
 
@@ -98,25 +101,21 @@ def hand_off(agent_id: int, settings: LoopSettings, max_concurrent: int, max_per
         return None
     personas = list(db.session.scalars(select(Persona)).all())
     default_per_project = runtime.get_setting("dispatch.max_per_project", max_per_project)
-    projects: dict[int, tuple[bool, set[str]]] = {}  # per project: a slot free?, the personas it has
+    staffed: dict[int, set[str]] = {}
+    choices = []  # (bead id, project id, the project's limit), read before any claim ends this transaction
     for bead in candidates:
-        if bead.project_id not in projects:
-            project = db.session.get(Project, bead.project_id)
-            limit = (project.max_concurrent if project is not None else None) or default_per_project
-            running = db.session.scalar(select(func.count()).select_from(Bead).where(
-                Bead.status == "in_progress", Bead.project_id == bead.project_id))
-            staffed = set(db.session.scalars(select(Agent.persona).where(
+        if bead.project_id not in staffed:
+            staffed[bead.project_id] = set(db.session.scalars(select(Agent.persona).where(
                 Agent.status != "complete", (Agent.project_id == bead.project_id) | Agent.project_id.is_(None))))
-            projects[bead.project_id] = (running < limit, staffed)
-        room, staffed = projects[bead.project_id]
-        if not room:
-            continue
         wanted = persona_for(hint_words(bead), personas)
-        if wanted in staffed and wanted != agent.persona:
+        if wanted in staffed[bead.project_id] and wanted != agent.persona:
             continue  # a bead for a persona the team has: it waits for one of those
+        project = db.session.get(Project, bead.project_id)
+        choices.append((bead.id, bead.project_id, (project.max_concurrent if project else None) or default_per_project))
+    for bead_id, project_id, limit in choices:
         try:
-            run = start_unless_being_claimed(bead.id, agent.id, settings)
-        except (Conflict, ServiceError):  # taken meanwhile, or the agent was: try the next / stop
+            run = claim_in_turn(bead_id, project_id, limit, agent_id, settings)
+        except (Conflict, ServiceError):  # the agent was taken meanwhile (or the bead changed): stop / go on
             db.session.rollback()
             if db.session.scalar(select(Agent.status).where(Agent.id == agent_id)) != "idle":
                 return None
@@ -126,28 +125,43 @@ def hand_off(agent_id: int, settings: LoopSettings, max_concurrent: int, max_per
     return None
 
 
-def start_unless_being_claimed(bead_id: int, agent_id: int, settings: LoopSettings) -> Run | None:
-    """start_run, or None when another hand-off or dispatch pass is claiming this bead right now.
+def claim_in_turn(bead_id: int, project_id: int, limit: int, agent_id: int, settings: LoopSettings) -> Run | None:
+    """start_run, one claim at a time per project; None when the bead was taken meanwhile or the project is full.
 
-    Agents finishing at the same moment scan the same ready list and would all go for its first bead: all
-    but one claim would then fail after a round of statements each. A short-lived Redis mark per bead sends
-    the others on to the next bead at the cost of one Redis command. The mark is advisory (Redis down: no
-    marks); the claim itself is still the atomic compare-and-set of claim_bead."""
-    key = f"loom:claiming:{int(bead_id)}"
-    client = current_app.extensions["loom.redis"]()
-    try:
-        if not client.set(key, str(agent_id), nx=True, px=CLAIM_MARK_MS):
+    Hand-offs of agents finishing at the same moment and dispatch passes all claim through here. Under a
+    per-project Redis lock the bead is checked to be still ready and the project's running count is read
+    afresh, so the project's limit holds (two claimers no longer both see a free slot) and a claimer whose
+    candidate list went stale while it waited moves on after one query instead of a lost claim. Redis down
+    (or the lock stuck for CLAIM_LOCK_S): claims go ahead unlocked; claim_bead's compare-and-set still decides
+    who gets a bead."""
+    with _project_claims(project_id):
+        if db.session.scalar(select(Bead.id).where(Bead.id == bead_id, READY, Bead.assigned_to.is_(None))) is None:
             return None
-    except redis.RedisError as exc:
-        log.debug("claim mark for bead %s not set (%s): claiming unmarked", bead_id, exc)
-        client = None
-    try:
+        running = db.session.scalar(select(func.count()).select_from(Bead).where(
+            Bead.status == "in_progress", Bead.project_id == project_id))
+        if running >= limit:
+            return None
         return start_run(bead_id, agent_id, settings)
+
+
+@contextmanager
+def _project_claims(project_id: int) -> Iterator[None]:
+    lock, held = None, False
+    try:
+        lock = current_app.extensions["loom.redis"]().lock(f"loom:lock:claims:{int(project_id)}",
+                                                          timeout=CLAIM_LOCK_S, blocking_timeout=CLAIM_LOCK_S)
+        held = lock.acquire()
+        if not held:
+            log.warning("claims lock of project %s not free after %s s: claiming unlocked", project_id, CLAIM_LOCK_S)
+    except redis.RedisError as exc:
+        log.debug("claims lock of project %s unavailable (%s): claiming unlocked", project_id, exc)
+    try:
+        yield
     finally:
-        if client is not None:
+        if held:
             try:
-                client.delete(key)
-            except redis.RedisError:  # it expires on its own
+                lock.release()
+            except (redis.RedisError, LockError):  # expired or Redis away: its timeout frees it
                 pass
 
 
@@ -186,12 +200,13 @@ def dispatch_ready(settings: LoopSettings, max_concurrent: int, max_per_project:
         if agent is None:
             continue
         idle[agent.project_id].remove(agent)
+        limit = limits.get(bead.project_id, default_per_project)
         try:
-            run = start_unless_being_claimed(bead.id, agent.id, settings)
+            run = claim_in_turn(bead.id, bead.project_id, limit, agent.id, settings)
         except (Conflict, ServiceError):  # someone else claimed it first, or it changed meanwhile
             db.session.rollback()
             continue
-        if run is None:  # a hand-off is claiming it: the agent stays free for the next bead
+        if run is None:  # a hand-off took it, or filled the project, meanwhile: the agent stays free
             idle[agent.project_id].insert(0, agent)
             continue
         started.append((run.id, run.project_id))
