@@ -3,8 +3,6 @@ writes the activity feed and the notifications and sends their webhooks; Beat re
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import httpx
 import redis
@@ -13,6 +11,7 @@ from flask import current_app
 from kombu.exceptions import OperationalError as BrokerUnavailable
 from sqlalchemy.exc import OperationalError
 
+from app.redis_locks import best_effort_lock
 from app.services import activity, notifications, webhooks
 from workers.loop import send
 from workers.maintenance import first_this_tick
@@ -33,25 +32,9 @@ def on_event(event: dict) -> None:
         log.warning("team event %s not sent: %s", event.get("type"), exc)
 
 
-@contextmanager
-def _feed_lock(name: str) -> Iterator[None]:
+def _feed_lock(name: str):
     """One feed line at a time per actor, type and project, across worker processes (Redis down: unlocked)."""
-    try:
-        lock = current_app.extensions["loom.redis"]().lock(f"loom:lock:activity:{name}", timeout=30,
-                                                          blocking_timeout=10)
-        held = lock.acquire()
-        if not held:
-            log.warning("activity lock %s not free after 10 s: recording unlocked", name)
-    except redis.RedisError:
-        lock, held = None, False
-    try:
-        yield
-    finally:
-        if held:
-            try:
-                lock.release()
-            except redis.RedisError as exc:  # expired or Redis away: its timeout frees it
-                log.warning("activity lock %s not released: %s", name, exc)
+    return best_effort_lock(f"loom:lock:activity:{name}", ttl_s=30, wait_s=10)
 
 
 def webhook_settings() -> webhooks.WebhookSettings:

@@ -5,18 +5,13 @@ not on a timer; Ralph's tick is only the safety net. Decision beads are never di
 """
 from __future__ import annotations
 
-import logging
 import re
 from collections import defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager
 
-import redis
-from redis.exceptions import LockError
-from flask import current_app
 from sqlalchemy import func, select
 
 from app.extensions import db
+from app.redis_locks import best_effort_lock
 from app.models import Agent, Bead, Persona, Project, Run
 from app.services import settings as runtime
 from app.services.bead_graph import READY
@@ -28,7 +23,6 @@ _PHRASES = [re.compile(p, re.I) for p in (r"\bask (?:the |a |an )?([\w-]+) to\b"
                                            r"^\s*([\w-]+)\s*:")]
 DEFAULT_PERSONA = "engineer"
 CLAIM_LOCK_S = 5  # a project's claims lock: held for one claim (milliseconds); waited for at most this long
-log = logging.getLogger("loom.dispatch")
 
 
 def hint_words(bead: Bead) -> list[str]:
@@ -134,7 +128,7 @@ def claim_in_turn(bead_id: int, project_id: int, limit: int, agent_id: int, sett
     candidate list went stale while it waited moves on after one query instead of a lost claim. Redis down
     (or the lock stuck for CLAIM_LOCK_S): claims go ahead unlocked; claim_bead's compare-and-set still decides
     who gets a bead."""
-    with _project_claims(project_id):
+    with best_effort_lock(f"loom:lock:claims:{int(project_id)}", CLAIM_LOCK_S, CLAIM_LOCK_S):
         if db.session.scalar(select(Bead.id).where(Bead.id == bead_id, READY, Bead.assigned_to.is_(None))) is None:
             return None
         running = db.session.scalar(select(func.count()).select_from(Bead).where(
@@ -142,27 +136,6 @@ def claim_in_turn(bead_id: int, project_id: int, limit: int, agent_id: int, sett
         if running >= limit:
             return None
         return start_run(bead_id, agent_id, settings)
-
-
-@contextmanager
-def _project_claims(project_id: int) -> Iterator[None]:
-    lock, held = None, False
-    try:
-        lock = current_app.extensions["loom.redis"]().lock(f"loom:lock:claims:{int(project_id)}",
-                                                          timeout=CLAIM_LOCK_S, blocking_timeout=CLAIM_LOCK_S)
-        held = lock.acquire()
-        if not held:
-            log.warning("claims lock of project %s not free after %s s: claiming unlocked", project_id, CLAIM_LOCK_S)
-    except redis.RedisError as exc:
-        log.debug("claims lock of project %s unavailable (%s): claiming unlocked", project_id, exc)
-    try:
-        yield
-    finally:
-        if held:
-            try:
-                lock.release()
-            except (redis.RedisError, LockError):  # expired or Redis away: its timeout frees it
-                pass
 
 
 def dispatch_ready(settings: LoopSettings, max_concurrent: int, max_per_project: int) -> list[tuple[int, int]]:
