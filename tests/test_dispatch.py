@@ -135,19 +135,11 @@ def test_agents_finishing_together_claim_different_beads_without_losing_claims(m
     """Eight agents of one project hand off at the same instant: each gets its own bead and no claim is lost
     (claimed one at a time per project; without that all eight went for the first ready bead, 28 of 36 claims
     failed)."""
-
     import sqlalchemy as sa
 
     from app.extensions import db
-    from app.services import agents, beads, projects
-    from workers.loop import loop_settings
-    engine = make_engine(SCRIPT, AUTO_DISPATCH=False)
+    engine, team, settings = engineers_and_beads(make_engine, agents_n=8, beads_n=12)
     with engine.app.app_context():
-        project = projects.create_project("together", team=[], git_strategy="branch")
-        team = [agents.create_agent(f"eng{n}", "engineer", project_id=project.id).id for n in range(8)]
-        for n in range(12):
-            beads.create_bead(project.id, f"work {n}")
-        settings = loop_settings()
         claims: list[str] = []
         sa.event.listen(db.engine, "before_cursor_execute", lambda conn, cursor, statement, *rest: claims.append(
             statement) if statement.startswith("UPDATE beads SET status") else None)
@@ -160,19 +152,24 @@ def test_simultaneous_hand_offs_keep_the_project_limit(make_engine):
     """Six agents finish at once in a project allowed two beads at a time: exactly two start."""
     from app.extensions import db
     from app.models import Bead
-    from app.services import agents, beads, projects
-    from workers.loop import loop_settings
-    engine = make_engine(SCRIPT, AUTO_DISPATCH=False)
-    with engine.app.app_context():
-        project = projects.create_project("two-at-a-time", team=[], git_strategy="branch")
-        team = [agents.create_agent(f"eng{n}", "engineer", project_id=project.id).id for n in range(6)]
-        for n in range(10):
-            beads.create_bead(project.id, f"work {n}")
-        settings = loop_settings()
+    engine, team, settings = engineers_and_beads(make_engine, agents_n=6, beads_n=10)
     got = simultaneous_hand_offs(engine, team, settings, max_per_project=2)
     assert sorted(bead is not None for bead in got.values()) == [False] * 4 + [True] * 2, got
     with engine.app.app_context():
         assert db.session.query(Bead).filter_by(status="in_progress").count() == 2
+
+
+def engineers_and_beads(make_engine, agents_n: int, beads_n: int):
+    """An engine (no dispatch) with one project of `agents_n` idle engineers and `beads_n` ready beads."""
+    from app.services import agents, beads, projects
+    from workers.loop import loop_settings
+    engine = make_engine(SCRIPT, AUTO_DISPATCH=False)
+    with engine.app.app_context():
+        project = projects.create_project("finishing together", team=[], git_strategy="branch")
+        team = [agents.create_agent(f"eng{n}", "engineer", project_id=project.id).id for n in range(agents_n)]
+        for n in range(beads_n):
+            beads.create_bead(project.id, f"work {n}")
+        return engine, team, loop_settings()
 
 
 def simultaneous_hand_offs(engine, team: list[int], settings, max_per_project: int) -> dict[int, int | None]:
