@@ -193,15 +193,17 @@ def _recount(budget_id: int) -> None:
         updated_at=Budget.updated_at).execution_options(synchronize_session=False))
 
 
-def _budgets_for(project_id: int, bead_id: int | None) -> list[int]:
+def budgets_for(project_id: int, bead_id: int | None) -> list[int]:
+    """The ids of the budgets a call for this project and bead counts against (project's, bead's)."""
     scopes = [scope_of(project_id)] + ([scope_of(project_id, bead_id)] if bead_id is not None else [])
     return list(db.session.scalars(select(Budget.id).where(Budget.scope.in_(scopes)).order_by(Budget.id)))
 
 
 def reserve(project_id: int, bead_id: int | None, key: str, tokens: int, usd: float,
-            now: datetime | None = None) -> Hold | Refusal:
-    """Admit a call (commit its reservations) or refuse it. A repeated key reuses its reservation."""
-    ids = _budgets_for(project_id, bead_id)
+            now: datetime | None = None, budget_ids: list[int] | None = None) -> Hold | Refusal:
+    """Admit a call (commit its reservations) or refuse it. A repeated key reuses its reservation.
+    `budget_ids`: budgets_for() already read by the caller (in its own transaction), not looked up again."""
+    ids = budgets_for(project_id, bead_id) if budget_ids is None else budget_ids
     if not ids:
         return Hold(key, ())
     day = today(now)

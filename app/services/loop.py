@@ -54,6 +54,7 @@ class StepOutcome:
     reason: str | None = None
     project_id: int | None = None
     dedicated: bool | None = None  # the project's steps go to its own queue (None: not looked up in this step)
+    person_holds: bool | None = None  # a person paused the run during the turn (None: not looked up in this step)
 
 
 def start_run(bead_id: int, agent_id: int, settings: LoopSettings) -> Run:
@@ -144,16 +145,16 @@ def _delta_publisher(run: Run, seq: int) -> Callable[[str], None]:
     return on_delta
 
 
-def _ask_llm(run: Run, seq: int, llm: LLMClient, settings: LoopSettings) -> Step | StepOutcome:
-    """One LLM call; stores the reply as a `llm_done` Step. Errors go to the bead's error history."""
-    applied = db.session.scalars(select(Step).where(Step.run_id == run.id, Step.status == "applied")
-                                 .order_by(Step.seq)).all()
+def _ask_llm(run: Run, seq: int, applied: list[Step], llm: LLMClient, settings: LoopSettings) -> Step | StepOutcome:
+    """One LLM call after the `applied` steps; stores the reply as a `llm_done` Step. Errors go to the bead's
+    error history."""
     budget = int((run.counters or {}).get("context_chars", settings.context_chars))
-    messages = trim_messages(prompts.conversation(run.system_prompt, run.task_prompt, list(applied)), budget)
+    messages = trim_messages(prompts.conversation(run.system_prompt, run.task_prompt, applied), budget)
+    budget_ids = metering.budget_ids(run)  # read in the turn's first transaction, not one of its own
     emit("step.started", project_id=run.project_id, bead_id=run.bead_id, agent_id=run.agent_id,
          data={"run_id": run.id, "seq": seq})
     db.session.commit()  # hold no transaction (or pooled connection) while waiting on the LLM
-    meter = metering.before_call(run, seq, messages, llm)  # reserve budget first: refused calls are never made
+    meter = metering.before_call(run, seq, messages, llm, budget_ids=budget_ids)  # refused calls are never made
     if meter.refusal is not None:
         if (refused := metering.refuse(meter)) is None:  # only calls in flight fill the budget: wait for them
             return StepOutcome(True, delay_s=metering.BUSY_RETRY_S, reason="budget busy", project_id=run.project_id)
@@ -224,6 +225,7 @@ def _apply(run: Run, step: Step, project: Project, bead: Bead, agent: Agent, set
     fingerprint = hashlib.sha256(json.dumps(parsed.actions, sort_keys=True, default=str).encode()).hexdigest()
     stop = check_limits(run, parse_failed=bool(parsed.error), invalid=invalid, mutated=mutated,
                         fingerprint=fingerprint, max_iterations=settings.max_iterations)
+    person_holds = db.session.scalar(select(Run.paused_by).where(Run.id == run.id)) is not None  # paused meanwhile?
     db.session.commit()
     emit("step.finished", project_id=run.project_id, bead_id=run.bead_id, agent_id=run.agent_id,
          data={"run_id": run.id, "seq": step.seq, "actions": [a.get("type") for a in parsed.actions
@@ -242,7 +244,7 @@ def _apply(run: Run, step: Step, project: Project, bead: Bead, agent: Agent, set
         beads.block_bead(run.bead_id, f"loop stopped: {stop}", kind="loop")
         _finish(run, "failed", stop)
         return StepOutcome(False, reason=stop, project_id=run.project_id)
-    return StepOutcome(True, project_id=run.project_id, dedicated=project.dedicated)
+    return StepOutcome(True, project_id=run.project_id, dedicated=project.dedicated, person_holds=person_holds)
 
 
 def run_step(run_id: int, llm: LLMClient, settings: LoopSettings) -> StepOutcome:
@@ -295,7 +297,8 @@ def _run_step(run_id: int, llm: LLMClient, settings: LoopSettings) -> StepOutcom
                            project_id=turns.project_of(run_id))
     try:  # not taken for another reason (a duplicate delivery, Redis down): the step ledger guards, as before
         outcome = _take_turn(run_id, llm, settings)  # parks at once a run a person holds
-        if outcome.next_step and turns.park_if_held(run_id):  # paused during this turn: no further turn
+        # A person who paused the run during this turn (seen before its last commit, else read now) gets it.
+        if outcome.next_step and outcome.person_holds is not False and turns.park_if_held(run_id):
             return StepOutcome(False, reason="paused for pairing", project_id=outcome.project_id)
         return outcome
     finally:
@@ -332,9 +335,10 @@ def _take_turn(run_id: int, llm: LLMClient, settings: LoopSettings) -> StepOutco
         db.session.rollback()
         _finish(run, "abandoned", "lease lost")
         return StepOutcome(False, reason="stale", project_id=run.project_id)
-    step = db.session.scalar(select(Step).where(Step.run_id == run.id, Step.seq == seq))
+    steps = db.session.scalars(select(Step).where(Step.run_id == run.id).order_by(Step.seq)).all()
+    step = next((s for s in steps if s.seq == seq), None)
     if step is None:
-        asked = _ask_llm(run, seq, llm, settings)
+        asked = _ask_llm(run, seq, [s for s in steps if s.status == "applied"], llm, settings)
         if isinstance(asked, StepOutcome):
             return asked
         step = asked

@@ -21,7 +21,8 @@ from app.services.events import emit
 CHARS_PER_TOKEN = 4
 BUSY_RETRY_S = 5.0  # a limit taken only by calls in flight: try the step again after this
 
-__all__ = ["BUSY_RETRY_S", "Meter", "Refusal", "after_call", "after_error", "before_call", "refuse"]
+__all__ = ["BUSY_RETRY_S", "Meter", "Refusal", "after_call", "after_error", "before_call", "budget_ids",
+           "refuse"]
 
 
 @dataclass
@@ -56,13 +57,20 @@ def estimate(messages: list[dict], model: str) -> tuple[int, float]:
     return prompt + completion, pricing.cost_usd(model, prompt, completion)
 
 
-def before_call(run: Run, seq: int, messages: list[dict], llm: LLMClient, source: str = "loop") -> Meter:
+def budget_ids(run: Run) -> list[int]:
+    """The budgets the run's calls count against: read ahead by a caller that has a transaction open anyway,
+    then passed to before_call (a project without budgets then costs no transaction of its own)."""
+    return budgets.budgets_for(run.project_id, run.bead_id)
+
+
+def before_call(run: Run, seq: int, messages: list[dict], llm: LLMClient, source: str = "loop",
+                budget_ids: list[int] | None = None) -> Meter:
     """Reserve the estimate on the project's and the bead's budgets (key `run<id>.step<seq>`); pair turns
     pass source="pair"."""
     agent = db.session.get(Agent, run.agent_id) if run.agent_id is not None else None
     model = _model(llm)
     tokens, usd = estimate(messages, model)
-    held = budgets.reserve(run.project_id, run.bead_id, f"run{run.id}.step{seq}", tokens, usd)
+    held = budgets.reserve(run.project_id, run.bead_id, f"run{run.id}.step{seq}", tokens, usd, budget_ids=budget_ids)
     refused = isinstance(held, Refusal)
     if not refused:  # the call is made holding no transaction (the budget lookup opened one) nor a connection
         db.session.commit()
