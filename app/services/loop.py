@@ -5,56 +5,34 @@ and the step becomes `applied` together with the run's iteration count. A redeli
 its row and never asks the LLM twice; effects kept in the database carry idempotency keys; file
 writes and commits are idempotent. Every write first checks the fencing token, so a worker whose
 lease was reclaimed stops without touching the bead.
+
+Here: a turn's checks (fencing, lease, pause, limits) and applying the reply. Asking the LLM and storing its reply
+is loop_llm.py; the settings, a turn's outcome and ending a run, shared with pair turns, are loop_common.py.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
-import time
-from dataclasses import dataclass, field
 from datetime import timedelta
-from pathlib import Path
-from collections.abc import Callable
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import lazyload
-from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db
-from app.llm import LLMClient, LLMError, trim_messages
+from app.llm import LLMClient
 from app.models import Agent, Bead, Persona, Project, Run, Step, utcnow
-from app.services import analytics, beads, bead_graph, metering, prompts, turns, workspace
-from app.services.action_parser import MAX_REPLY_CHARS, parse_reply
+from app.services import beads, bead_graph, loop_llm, prompts, turns, workspace
+from app.services.action_parser import parse_reply
 from app.services.actions import ActionContext, apply_actions
 from app.services.errors import ServiceError
 from app.services.events import emit
-from app.services.loop_limits import LIMITS, check_limits, record_llm_error
-from app.services.sandbox import SandboxPolicy
+from app.services.loop_common import LoopSettings, StepOutcome, finish_run, workspace_for
+from app.services.loop_limits import LIMITS, check_limits
+
+__all__ = ["LoopSettings", "StepOutcome", "run_step", "start_run"]  # the settings and outcome live in loop_common
 
 log = logging.getLogger("loom.loop")
-OVERSIZE_KEEP_CHARS = 65_536  # of a reply over the parser's limit, only the start is kept
-
-
-@dataclass
-class LoopSettings:
-    data_dir: str
-    lease_seconds: int = 300
-    max_iterations: int = 25
-    context_chars: int = 120_000
-    command_timeout: int = 120
-    error_backoff_s: float = 2.0
-    sandbox: SandboxPolicy = field(default_factory=SandboxPolicy)
-
-
-@dataclass
-class StepOutcome:
-    next_step: bool
-    delay_s: float = 0.0
-    reason: str | None = None
-    project_id: int | None = None
-    dedicated: bool | None = None  # the project's steps go to its own queue (None: not looked up in this step)
-    person_holds: bool | None = None  # a person paused the run during the turn (None: not looked up in this step)
 
 
 def start_run(bead_id: int, agent_id: int, settings: LoopSettings) -> Run:
@@ -74,13 +52,6 @@ def start_run(bead_id: int, agent_id: int, settings: LoopSettings) -> Run:
     db.session.commit()
     emit("run.started", **started)
     return run
-
-
-def _finish(run: Run, status: str, reason: str) -> None:
-    run.status, run.terminal_reason, run.finished_at = status, reason, utcnow()
-    db.session.commit()
-    emit("run.finished", project_id=run.project_id, bead_id=run.bead_id, agent_id=run.agent_id,
-         data={"run_id": run.id, "status": status, "reason": reason, "iterations": run.iterations})
 
 
 def _bead_if_still_ours(run: Run) -> Bead | None:
@@ -111,99 +82,12 @@ def _renew_lease(run: Run, agent: Agent, lease_seconds: int) -> bool:
     return bool(renewed)
 
 
-def _workspace_for(run: Run, project: Project, settings: LoopSettings) -> Path:
-    project_dir = workspace.project_dir(settings.data_dir, project.id)
-    path = project_dir / "worktrees" / f"bead-{run.bead_id}"
-    if (path / ".git").exists():
-        return path
-    if not (project_dir / "repo" / ".git").is_dir():  # only the project's first bead pays for the repository
-        workspace.ensure_project_repo(settings.data_dir, project.id, project.git_repo, project.default_branch)
-    return workspace.ensure_worktree(settings.data_dir, project.id, run.bead_id, project.default_branch)
-
-
-def _delta_publisher(run: Run, seq: int) -> Callable[[str], None]:
-    """Relay streamed tokens as `llm.delta` events, batched to at most ~10 events a second."""
-    buffer: list[str] = []
-    last = [time.monotonic()]
-
-    def publish() -> None:
-        emit("llm.delta", project_id=run.project_id, bead_id=run.bead_id, agent_id=run.agent_id,
-             data={"run_id": run.id, "seq": seq, "text": "".join(buffer)})
-        buffer.clear()
-        last[0] = time.monotonic()
-
-    def on_delta(piece: str) -> None:
-        buffer.append(piece)
-        if time.monotonic() - last[0] >= 0.1:
-            publish()
-
-    def flush() -> None:
-        if buffer:
-            publish()
-
-    on_delta.flush = flush  # type: ignore[attr-defined]
-    return on_delta
-
-
-def _ask_llm(run: Run, seq: int, applied: list[Step], llm: LLMClient, settings: LoopSettings) -> Step | StepOutcome:
-    """One LLM call after the `applied` steps; stores the reply as a `llm_done` Step. Errors go to the bead's
-    error history."""
-    budget = int((run.counters or {}).get("context_chars", settings.context_chars))
-    messages = trim_messages(prompts.conversation(run.system_prompt, run.task_prompt, applied), budget)
-    budget_ids = metering.budget_ids(run)  # read in the turn's first transaction, not one of its own
-    emit("step.started", project_id=run.project_id, bead_id=run.bead_id, agent_id=run.agent_id,
-         data={"run_id": run.id, "seq": seq})
-    db.session.commit()  # hold no transaction (or pooled connection) while waiting on the LLM
-    meter = metering.before_call(run, seq, messages, llm, budget_ids=budget_ids)  # refused calls are never made
-    if meter.refusal is not None:
-        if (refused := metering.refuse(meter)) is None:  # only calls in flight fill the budget: wait for them
-            return StepOutcome(True, delay_s=metering.BUSY_RETRY_S, reason="budget busy", project_id=run.project_id)
-        _finish(db.session.get(Run, run.id), "failed", refused)
-        return StepOutcome(False, reason=refused, project_id=run.project_id)
-    on_delta = _delta_publisher(run, seq)
-    try:
-        completion = llm.chat(messages, stream=True, on_delta=on_delta)
-    except LLMError as exc:
-        metering.after_error(meter, exc)  # recorded, and the reservation settled at zero
-        verdict = record_llm_error(run, seq, exc, budget, settings.error_backoff_s)
-        emit("step.finished", project_id=run.project_id, bead_id=run.bead_id, agent_id=run.agent_id,
-             data={"run_id": run.id, "seq": seq, "error": {"kind": exc.kind, "message": verdict.reason[:300]}})
-        if verdict.block_kind is None:
-            return StepOutcome(True, delay_s=verdict.retry_in_s, reason=verdict.reason, project_id=run.project_id)
-        beads.block_bead(run.bead_id, verdict.reason[:1000], kind=verdict.block_kind)
-        _finish(db.session.get(Run, run.id), "failed", verdict.reason[:1000])
-        return StepOutcome(False, reason=verdict.reason, project_id=run.project_id)
-    on_delta.flush()  # type: ignore[attr-defined]
-    recorded = metering.after_call(meter, completion, commit=False)  # committed with the reply, below
-    oversize = len(completion.content) > MAX_REPLY_CHARS
-    step = Step(run_id=run.id, bead_id=run.bead_id, seq=seq, status="llm_done", request=messages[-1]["content"],
-                attempts=1, claimed_at=utcnow(),
-                response=completion.content[:OVERSIZE_KEEP_CHARS] if oversize else completion.content,
-                parse_error=f"reply too large ({len(completion.content)} characters; the limit is "
-                            f"{MAX_REPLY_CHARS})" if oversize else None, model=completion.model,
-                prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens,
-                latency_ms=round(completion.latency_ms, 1))
-    db.session.add(step)
-    counters = dict(run.counters or {})
-    for kind in ("auth", "provider", "rate_limit", "identical", "context"):
-        counters.pop(f"errors.{kind}", None)
-    run.counters = counters
-    try:
-        db.session.commit()  # the reply, the LLMRequest row and the budget settlement: one transaction
-    except IntegrityError:  # another delivery of this step stored its reply first: it carries on
-        db.session.rollback()
-        metering.after_call(meter, completion)  # this call was made all the same: it counts
-        return StepOutcome(False, reason="duplicate delivery")
-    analytics.announce(recorded)
-    return step
-
-
 def _apply(run: Run, step: Step, project: Project, bead: Bead, agent: Agent, settings: LoopSettings) -> StepOutcome:
     parsed = parse_reply(step.response)
     if step.parse_error:  # decided when the reply arrived (too large to keep whole)
         parsed.actions, parsed.notes, parsed.error = [], None, step.parse_error
     ctx = ActionContext(run_id=run.id, seq=step.seq, bead_id=bead.id, project_id=project.id, agent_name=agent.name,
-                        workspace=_workspace_for(run, project, settings), data_dir=settings.data_dir,
+                        workspace=workspace_for(run, project, settings), data_dir=settings.data_dir,
                         default_branch=project.default_branch, git_strategy=project.git_strategy,
                         acceptance=bead.acceptance, command_timeout=settings.command_timeout,
                         sandbox=settings.sandbox)
@@ -235,14 +119,14 @@ def _apply(run: Run, step: Step, project: Project, bead: Bead, agent: Agent, set
                "latency_ms": step.latency_ms, "parse_error": parsed.error})
     if terminal == "done":
         beads.close_bead(run.bead_id, reason)
-        _finish(run, "finished", f"done: {reason}")
+        finish_run(run, "finished", f"done: {reason}")
         return StepOutcome(False, reason="done", project_id=run.project_id)
     if terminal == "escalated":
-        _finish(run, "finished", reason or "escalated")
+        finish_run(run, "finished", reason or "escalated")
         return StepOutcome(False, reason="escalated", project_id=run.project_id)
     if stop is not None:
         beads.block_bead(run.bead_id, f"loop stopped: {stop}", kind="loop")
-        _finish(run, "failed", stop)
+        finish_run(run, "failed", stop)
         return StepOutcome(False, reason=stop, project_id=run.project_id)
     return StepOutcome(True, project_id=run.project_id, dedicated=project.dedicated, person_holds=person_holds)
 
@@ -284,7 +168,7 @@ def _claim_stored_step(step: Step, settings: LoopSettings) -> StepOutcome | None
         db.session.commit()
         reason = f"step {step.seq} failed {MAX_STEP_ATTEMPTS} times while its actions ran (parked)"
         beads.block_bead(run.bead_id, reason, kind="loop")
-        _finish(run, "failed", reason)
+        finish_run(run, "failed", reason)
         return StepOutcome(False, reason="poison step", project_id=run.project_id)
     return None
 
@@ -319,26 +203,26 @@ def _take_turn(run_id: int, llm: LLMClient, settings: LoopSettings) -> StepOutco
         turns.park(run.id, run.counters)
         return StepOutcome(False, reason="paused for pairing")
     if tuple(row[3:]) != ("in_progress", run.fencing_token, run.agent_id):
-        _finish(run, "abandoned", "the bead was reclaimed, closed or reassigned while this run was away")
+        finish_run(run, "abandoned", "the bead was reclaimed, closed or reassigned while this run was away")
         return StepOutcome(False, reason="stale", project_id=run.project_id)
     if agent is None or agent.status == "paused":
         beads.reopen_bead(run.bead_id, "agent paused: bead released")
-        _finish(run, "stopped", "agent paused")
+        finish_run(run, "stopped", "agent paused")
         return StepOutcome(False, reason="paused", project_id=run.project_id)
     seq = run.iterations + 1
     if seq > settings.max_iterations:
         beads.block_bead(run.bead_id, f"loop stopped: {LIMITS['max_iterations']} ({settings.max_iterations})",
                          kind="loop")
-        _finish(run, "failed", "max_iterations")
+        finish_run(run, "failed", "max_iterations")
         return StepOutcome(False, reason="max_iterations", project_id=run.project_id)
     if not _renew_lease(run, agent, settings.lease_seconds):
         db.session.rollback()
-        _finish(run, "abandoned", "lease lost")
+        finish_run(run, "abandoned", "lease lost")
         return StepOutcome(False, reason="stale", project_id=run.project_id)
     steps = db.session.scalars(select(Step).where(Step.run_id == run.id).order_by(Step.seq)).all()
     step = next((s for s in steps if s.seq == seq), None)
     if step is None:
-        asked = _ask_llm(run, seq, [s for s in steps if s.status == "applied"], llm, settings)
+        asked = loop_llm.ask_llm(run, seq, [s for s in steps if s.status == "applied"], llm, settings)
         if isinstance(asked, StepOutcome):
             return asked
         step = asked
@@ -349,16 +233,16 @@ def _take_turn(run_id: int, llm: LLMClient, settings: LoopSettings) -> StepOutco
     run = db.session.get(Run, run_id)
     bead = _bead_if_still_ours(run)  # fencing check right before any effect
     if bead is None:
-        _finish(run, "abandoned", "lease lost before applying the reply")
+        finish_run(run, "abandoned", "lease lost before applying the reply")
         return StepOutcome(False, reason="stale", project_id=run.project_id)
     try:
         return _apply(run, step, project, bead, agent, settings)
     except workspace.WorkspaceError as exc:  # the repository could not be prepared: a person must look
         db.session.rollback()
         beads.block_bead(run.bead_id, f"workspace: {exc}"[:1000], kind="workspace")
-        _finish(db.session.get(Run, run_id), "failed", f"workspace: {exc}"[:1000])
+        finish_run(db.session.get(Run, run_id), "failed", f"workspace: {exc}"[:1000])
         return StepOutcome(False, reason="workspace", project_id=run.project_id)
     except ServiceError as exc:  # e.g. the bead vanished mid-step
         db.session.rollback()
-        _finish(db.session.get(Run, run_id), "failed", exc.message)
+        finish_run(db.session.get(Run, run_id), "failed", exc.message)
         return StepOutcome(False, reason=exc.message, project_id=run.project_id)

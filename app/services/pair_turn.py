@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -25,7 +24,8 @@ from app.services.action_parser import MAX_REPLY_CHARS, parse_reply
 from app.services.actions import ActionContext, apply_actions
 from app.services.errors import ServiceError
 from app.services.events import emit
-from app.services.loop import OVERSIZE_KEEP_CHARS, LoopSettings, _workspace_for
+from app.services.loop_common import LoopSettings, finish_run, token_batcher, workspace_for
+from app.services.loop_llm import OVERSIZE_KEEP_CHARS
 from app.services.pair import PairTurn, begin_turn
 
 log = logging.getLogger("loom.pair")
@@ -40,22 +40,13 @@ def _emit(turn: PairTurn, kind: str, data: dict) -> None:
 
 def _relay(turn: PairTurn, on_event: OnEvent) -> Callable[[str], None]:
     """Each streamed piece goes to on_event at once and to the bus as `pair.delta`, at most ~10 events a second."""
-    buffer: list[str] = []
-    last = [time.monotonic()]
-
-    def publish() -> None:
-        if buffer:
-            _emit(turn, "pair.delta", {"text": "".join(buffer)})
-            buffer.clear()
-        last[0] = time.monotonic()
+    to_bus = token_batcher(lambda text: _emit(turn, "pair.delta", {"text": text}))
 
     def on_delta(piece: str) -> None:
         on_event("chunk", {"text": piece})
-        buffer.append(piece)
-        if time.monotonic() - last[0] >= 0.1:
-            publish()
+        to_bus(piece)
 
-    on_delta.flush = publish  # type: ignore[attr-defined]
+    on_delta.flush = to_bus.flush  # type: ignore[attr-defined]
     return on_delta
 
 
@@ -71,14 +62,6 @@ def _messages(run: Run, turn: PairTurn, message: str, settings: LoopSettings) ->
     budget = int((run.counters or {}).get("context_chars", settings.context_chars))
     history = prompts.conversation(run.system_prompt, run.task_prompt, list(applied))
     return trim_messages(history, max(0, budget - len(request["content"]))) + [request]
-
-
-def _finish_run(run: Run, status: str, reason: str) -> None:
-    run.status, run.terminal_reason, run.finished_at = status, reason, utcnow()
-    run.paused_by = run.paused_at = None
-    db.session.commit()
-    emit("run.finished", project_id=run.project_id, bead_id=run.bead_id, agent_id=run.agent_id,
-         data={"run_id": run.id, "status": status, "reason": reason, "iterations": run.iterations})
 
 
 def _still_ours(run: Run, hold_seconds: int) -> bool:
@@ -126,7 +109,7 @@ def _apply(run: Run, step: Step, settings: LoopSettings) -> tuple[list[dict], li
         agent = db.session.get(Agent, run.agent_id)
         ctx = ActionContext(run_id=run.id, seq=step.seq, bead_id=bead.id, project_id=project.id,
                             agent_name=agent.name if agent else "agent",
-                            workspace=_workspace_for(run, project, settings),
+                            workspace=workspace_for(run, project, settings),
                             data_dir=settings.data_dir, default_branch=project.default_branch,
                             git_strategy=project.git_strategy, acceptance=bead.acceptance,
                             command_timeout=settings.command_timeout)
@@ -193,7 +176,8 @@ def _take_turn(turn: PairTurn, message: str, llm: LLMClient, settings: LoopSetti
         return None
     run = db.session.get(Run, turn.run_id)
     if not _still_ours(run, hold_seconds):
-        _finish_run(run, "abandoned", "the bead was reclaimed, closed or reassigned during a pair turn")
+        finish_run(run, "abandoned", "the bead was reclaimed, closed or reassigned during a pair turn",
+                   release_hold=True)
         _fail(turn, on_event, "stale", "the bead was reclaimed, closed or reassigned meanwhile; nothing was run")
         return None
     try:
@@ -201,12 +185,12 @@ def _take_turn(turn: PairTurn, message: str, llm: LLMClient, settings: LoopSetti
     except workspace.WorkspaceError as exc:  # as in the loop: the repository could not be prepared
         db.session.rollback()
         beads.block_bead(turn.bead_id, f"workspace: {exc}"[:1000], kind="workspace")
-        _finish_run(db.session.get(Run, turn.run_id), "failed", f"workspace: {exc}"[:1000])
+        finish_run(db.session.get(Run, turn.run_id), "failed", f"workspace: {exc}"[:1000], release_hold=True)
         _fail(turn, on_event, "workspace", f"workspace: {exc}"[:2000])
         return None
     except ServiceError as exc:
         db.session.rollback()
-        _finish_run(db.session.get(Run, turn.run_id), "failed", exc.message)
+        finish_run(db.session.get(Run, turn.run_id), "failed", exc.message, release_hold=True)
         _fail(turn, on_event, exc.code, exc.message)
         return None
     on_event("actions", {"results": results, "actions": [a.get("type") for a in actions if isinstance(a, dict)]})
@@ -215,9 +199,9 @@ def _take_turn(turn: PairTurn, message: str, llm: LLMClient, settings: LoopSetti
     run = db.session.get(Run, turn.run_id)
     if terminal == "done":
         beads.close_bead(turn.bead_id, reason)
-        _finish_run(run, "finished", f"done: {reason}")
+        finish_run(run, "finished", f"done: {reason}", release_hold=True)
     elif terminal == "escalated":
-        _finish_run(run, "finished", reason or "escalated")
+        finish_run(run, "finished", reason or "escalated", release_hold=True)
     on_event("done", {"step": step.to_dict()})
     return step
 
