@@ -159,6 +159,28 @@ def test_simultaneous_hand_offs_keep_the_project_limit(make_engine):
         assert db.session.query(Bead).filter_by(status="in_progress").count() == 2
 
 
+def test_simultaneous_hand_offs_in_many_projects_keep_the_installation_limit(make_engine):
+    """Six agents, each in a project of its own, finish at once in an installation allowed three beads at a
+    time: exactly three start (the per-project claims lock alone let each see the others' slots free)."""
+    from app.extensions import db
+    from app.models import Bead
+    from app.services import agents, beads, projects
+    from workers.loop import loop_settings
+    engine = make_engine(SCRIPT, AUTO_DISPATCH=False)
+    with engine.app.app_context():
+        team = []
+        for n in range(6):
+            project = projects.create_project(f"one of six {n}", team=[], git_strategy="branch")
+            team.append(agents.create_agent("eng", "engineer", project_id=project.id).id)
+            for i in range(2):
+                beads.create_bead(project.id, f"work {n}.{i}")
+        settings = loop_settings()
+    got = simultaneous_hand_offs(engine, team, settings, max_per_project=5, max_concurrent=3)
+    assert sorted(bead is not None for bead in got.values()) == [False] * 3 + [True] * 3, got
+    with engine.app.app_context():
+        assert db.session.query(Bead).filter_by(status="in_progress").count() == 3
+
+
 def engineers_and_beads(make_engine, agents_n: int, beads_n: int):
     """An engine (no dispatch) with one project of `agents_n` idle engineers and `beads_n` ready beads."""
     from app.services import agents, beads, projects
@@ -172,7 +194,8 @@ def engineers_and_beads(make_engine, agents_n: int, beads_n: int):
         return engine, team, loop_settings()
 
 
-def simultaneous_hand_offs(engine, team: list[int], settings, max_per_project: int) -> dict[int, int | None]:
+def simultaneous_hand_offs(engine, team: list[int], settings, max_per_project: int,
+                           max_concurrent: int = 50) -> dict[int, int | None]:
     """Every agent of `team` hands off at the same instant (one thread each); agent id -> bead started."""
     import threading
 
@@ -184,7 +207,7 @@ def simultaneous_hand_offs(engine, team: list[int], settings, max_per_project: i
         try:
             with engine.app.app_context():
                 barrier.wait()
-                run = hand_off(agent_id, settings, max_concurrent=50, max_per_project=max_per_project)
+                run = hand_off(agent_id, settings, max_concurrent=max_concurrent, max_per_project=max_per_project)
                 got[agent_id] = run.bead_id if run is not None else None
                 db.session.remove()
         except BaseException as exc:  # noqa: BLE001 (reported below)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import and_, delete, exists, select, update
+from sqlalchemy import and_, delete, exists, func, select, text, update
 from sqlalchemy.orm import aliased, lazyload
 
 from app.extensions import db
@@ -127,12 +127,32 @@ def ready_beads(project_id: int | None = None, limit: int = 50, offset: int = 0)
     return paging.page(query, Bead.priority, Bead.created_at, Bead.id, limit=limit, offset=offset)
 
 
-def claim_bead(bead_id: int, agent_id: int, lease_seconds: int) -> Bead:
+class AtCapacity(Conflict):
+    """The installation already runs as many beads as it may (`max_running`): no claim can start one now."""
+
+    code = "at_capacity"
+
+
+CLAIMS_LOCK_KEY = 0x6C6F6F6D  # "loom": the PostgreSQL advisory lock claims under an installation limit take
+
+
+def _running_with_this_claim() -> int:
+    """Beads in progress, this transaction's claim included, counted while no other limited claim can commit:
+    PostgreSQL takes a transaction-scoped advisory lock (released at commit or rollback, so PgBouncer's
+    transaction pooling keeps it), SQLite already lets one writer at a time hold its write lock."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        db.session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CLAIMS_LOCK_KEY})
+    return db.session.scalar(select(func.count()).select_from(Bead).where(Bead.status == "in_progress"))
+
+
+def claim_bead(bead_id: int, agent_id: int, lease_seconds: int, max_running: int | None = None) -> Bead:
     """Atomically give a ready bead to an idle agent, or raise Conflict.
 
     Two compare-and-set UPDATEs in one transaction: the agent idle -> working, then the bead
     open+unassigned+ready -> in_progress with a lease and a bumped fencing token. Exactly one
     of any number of concurrent claimers sees rowcount 1 on both; everyone else gets a 409.
+    With `max_running` (the installation's limit, for the dispatcher's claims) the claim is undone, raising
+    AtCapacity, when it would make more beads run than that; those claims take turns for the count only.
     """
     bead = db.session.get(Bead, bead_id, options=[lazyload(Bead.tag_rows)])
     if bead is None:
@@ -171,6 +191,9 @@ def claim_bead(bead_id: int, agent_id: int, lease_seconds: int) -> Bead:
     if got_bead != 1:
         db.session.rollback()
         raise Conflict(_why_not_claimable(bead_id), "id", code="not_claimable")
+    if max_running is not None and (running := _running_with_this_claim()) > max_running:
+        db.session.rollback()
+        raise AtCapacity(f"{running - 1} beads already run, the most allowed at once ({max_running})", "id")
     db.session.commit()
     claimed = db.session.get(Bead, bead_id, populate_existing=True, options=[lazyload(Bead.tag_rows)])  # as committed
     emit("bead.claimed", project_id=project_id, bead_id=bead_id, agent_id=agent_id,

@@ -14,7 +14,7 @@ from app.extensions import db
 from app.redis_locks import best_effort_lock
 from app.models import Agent, Bead, Persona, Project, Run
 from app.services import settings as runtime
-from app.services.bead_graph import READY
+from app.services.bead_graph import READY, AtCapacity
 from app.services.errors import Conflict, ServiceError
 from app.services.loop import LoopSettings, start_run
 
@@ -108,7 +108,10 @@ def hand_off(agent_id: int, settings: LoopSettings, max_concurrent: int, max_per
         choices.append((bead.id, bead.project_id, (project.max_concurrent if project else None) or default_per_project))
     for bead_id, project_id, limit in choices:
         try:
-            run = claim_in_turn(bead_id, project_id, limit, agent_id, settings)
+            run = claim_in_turn(bead_id, project_id, limit, agent_id, settings, max_concurrent)
+        except AtCapacity:  # the installation filled up meanwhile
+            db.session.rollback()
+            return None
         except (Conflict, ServiceError):  # the agent was taken meanwhile (or the bead changed): stop / go on
             db.session.rollback()
             if db.session.scalar(select(Agent.status).where(Agent.id == agent_id)) != "idle":
@@ -119,15 +122,18 @@ def hand_off(agent_id: int, settings: LoopSettings, max_concurrent: int, max_per
     return None
 
 
-def claim_in_turn(bead_id: int, project_id: int, limit: int, agent_id: int, settings: LoopSettings) -> Run | None:
-    """start_run, one claim at a time per project; None when the bead was taken meanwhile or the project is full.
+def claim_in_turn(bead_id: int, project_id: int, limit: int, agent_id: int, settings: LoopSettings,
+                  max_concurrent: int) -> Run | None:
+    """start_run, one claim at a time per project; None when the bead was taken meanwhile or the project is full
+    (raises AtCapacity when the installation is: `max_concurrent` beads run).
 
     Hand-offs of agents finishing at the same moment and dispatch passes all claim through here. Under a
     per-project Redis lock the bead is checked to be still ready and the project's running count is read
     afresh, so the project's limit holds (two claimers no longer both see a free slot) and a claimer whose
     candidate list went stale while it waited moves on after one query instead of a lost claim. Redis down
     (or the lock stuck for CLAIM_LOCK_S): claims go ahead unlocked; claim_bead's compare-and-set still decides
-    who gets a bead."""
+    who gets a bead. Claims in different projects do not wait for each other; the installation's limit is checked
+    inside the claim's own transaction (bead_graph.claim_bead), so it holds for them too."""
     with best_effort_lock(f"loom:lock:claims:{int(project_id)}", CLAIM_LOCK_S, CLAIM_LOCK_S):
         if db.session.scalar(select(Bead.id).where(Bead.id == bead_id, READY, Bead.assigned_to.is_(None))) is None:
             return None
@@ -135,7 +141,7 @@ def claim_in_turn(bead_id: int, project_id: int, limit: int, agent_id: int, sett
             Bead.status == "in_progress", Bead.project_id == project_id))
         if running >= limit:
             return None
-        return start_run(bead_id, agent_id, settings)
+        return start_run(bead_id, agent_id, settings, max_running=max_concurrent)
 
 
 def dispatch_ready(settings: LoopSettings, max_concurrent: int, max_per_project: int) -> list[tuple[int, int]]:
@@ -175,7 +181,10 @@ def dispatch_ready(settings: LoopSettings, max_concurrent: int, max_per_project:
         idle[agent.project_id].remove(agent)
         limit = limits.get(bead.project_id, default_per_project)
         try:
-            run = claim_in_turn(bead.id, bead.project_id, limit, agent.id, settings)
+            run = claim_in_turn(bead.id, bead.project_id, limit, agent.id, settings, max_concurrent)
+        except AtCapacity:  # hand-offs filled the installation meanwhile
+            db.session.rollback()
+            break
         except (Conflict, ServiceError):  # someone else claimed it first, or it changed meanwhile
             db.session.rollback()
             continue

@@ -35,9 +35,10 @@ __all__ = ["LoopSettings", "StepOutcome", "run_step", "start_run"]  # the settin
 log = logging.getLogger("loom.loop")
 
 
-def start_run(bead_id: int, agent_id: int, settings: LoopSettings) -> Run:
-    """Claim the bead for the agent and open a Run (raises Conflict when someone else won)."""
-    bead = bead_graph.claim_bead(bead_id, agent_id, settings.lease_seconds)
+def start_run(bead_id: int, agent_id: int, settings: LoopSettings, max_running: int | None = None) -> Run:
+    """Claim the bead for the agent and open a Run (raises Conflict when someone else won; AtCapacity when
+    `max_running` beads already run)."""
+    bead = bead_graph.claim_bead(bead_id, agent_id, settings.lease_seconds, max_running)
     agent = db.session.get(Agent, agent_id)
     persona = db.session.get(Persona, agent.persona)
     project = db.session.get(Project, bead.project_id)
