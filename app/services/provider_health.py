@@ -84,12 +84,11 @@ def _env_status(redis_client: redis.Redis) -> str:
 
 
 def provider_available(config: dict, redis_client: redis.Redis) -> bool:
-    """False only when we know every provider is down (unknown counts as available)."""
+    """False only when we know every provider the loop could use is down (unknown counts as available): the
+    registered ones and, as the loop falls back to it (llm_clients), the LOOM_PROVIDER_URL one."""
     registered = db.session.scalars(select(Provider.status)).all()
-    if registered:
-        return any(status != "down" for status in registered)
-    try:
-        raw = redis_client.get(ENV_KEY)
-    except redis.RedisError:
+    if any(status != "down" for status in registered):
         return True
-    return raw is None or json.loads(raw).get("status") != "down"
+    if registered and not config.get("PROVIDER_URL"):
+        return False
+    return _env_status(redis_client) != "down"

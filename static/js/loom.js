@@ -43,6 +43,11 @@
   }
 
   /** Run an API call from a button or form: disable it meanwhile, toast the outcome. */
+  // A failed action already told the user (a toast); its rejection is not also an uncaught console error.
+  window.addEventListener("unhandledrejection", function (event) {
+    if (event.reason && event.reason.reported) event.preventDefault();
+  });
+
   async function act(control, fn, okMessage) {
     if (control) control.disabled = true;
     try {
@@ -51,6 +56,7 @@
       return result;
     } catch (err) {
       toast(err.message + (err.field ? " (" + err.field + ")" : ""), "error");
+      if (err && typeof err === "object") err.reported = true;  // shown: callers may let it go unhandled
       throw err;
     } finally {
       if (control) control.disabled = false;

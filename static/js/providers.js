@@ -1,4 +1,4 @@
-/* Providers page: live health, check now, add. */
+/* Providers page: live health, check now, add, remove. */
 "use strict";
 (function () {
   const {api, act, events, formJSON} = window.Loom;
@@ -24,6 +24,14 @@
   });
 
   table.addEventListener("click", async function (event) {
+    const remove = event.target.closest("button.remove");
+    if (remove) {
+      if (!window.confirm("Remove the provider \u201c" + remove.dataset.name + "\u201d? The loop then uses the next " +
+                          "one (or LOOM_PROVIDER_URL).")) return;
+      await act(remove, function () { return api("DELETE", "/providers/" + remove.dataset.id); }, "Provider removed");
+      remove.closest("tr").remove();
+      return;
+    }
     const button = event.target.closest("button.check");
     if (!button) return;
     const p = await act(button, function () { return api("POST", "/providers/" + button.dataset.id + "/check"); },
