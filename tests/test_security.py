@@ -213,3 +213,49 @@ def test_changing_my_password_ends_other_tokens(app, api):
     assert ok.status_code == 200
     assert client.get("/api/v1/auth/me", headers=headers).status_code == 401
     assert login_token(client, name, "y" * 12)
+
+
+def test_an_api_key_never_mints_or_revokes_beyond_its_own_grant(app, api):
+    """A read-only key (the one README gives Prometheus) could create a full key of its admin owner."""
+    client = app.test_client()
+    admin = login_token(client, "admin", ADMIN_PASSWORD)
+    reader = _api_key(client, admin, permissions=["system:read"])["key"]
+    other = _api_key(client, admin, permissions=["beads:read"])
+    headers = {"X-API-Key": reader}
+    minted = client.post("/api/v1/auth/api-keys", json={"name": unique("m")}, headers=headers)
+    assert minted.status_code == 201 and minted.get_json()["permissions"] == ["system:read"], minted.get_json()
+    assert client.get("/api/v1/users", headers={"X-API-Key": minted.get_json()["key"]}).status_code == 403
+    wider = client.post("/api/v1/auth/api-keys", json={"name": unique("m"), "permissions": ["users:admin"]},
+                        headers=headers)
+    assert wider.status_code == 422 and wider.get_json()["error"]["field"] == "permissions"
+    assert "API key" in wider.get_json()["error"]["message"]
+    assert client.delete(f"/api/v1/auth/api-keys/{other['id']}", headers=headers).status_code == 404
+    assert client.get("/api/v1/beads", headers={"X-API-Key": other["key"]}).status_code == 200  # not revoked
+    full = client.post("/api/v1/auth/api-keys", json={"name": unique("m")}, headers={"Authorization": f"Bearer {admin}"})
+    assert full.get_json()["permissions"] is None  # a password login still makes a key of the whole role
+
+
+def test_the_last_active_admin_cannot_be_disabled_or_demoted(app, api):
+    users = api.get("/api/v1/users?limit=500").get_json()["items"]
+    admins = [u for u in users if u["role"] == "admin" and u["is_active"]]
+    for extra in admins[1:]:  # leave exactly one active admin
+        assert api.patch(f"/api/v1/users/{extra['id']}", json={"role": "user"}).status_code == 200
+    last = admins[0]
+    for change, field in (({"is_active": False}, "is_active"), ({"role": "viewer"}, "role")):
+        refused = api.patch(f"/api/v1/users/{last['id']}", json=change)
+        assert refused.status_code == 409, refused.get_json()
+        assert refused.get_json()["error"] | {"message": None} == {"code": "last_admin", "field": field, "message": None}
+    second, _ = _make_user(api, "admin")
+    second_id = next(u["id"] for u in api.get("/api/v1/users?limit=500").get_json()["items"] if u["username"] == second)
+    assert api.patch(f"/api/v1/users/{second_id}", json={"role": "user"}).status_code == 200  # another admin: fine
+    promoted = api.patch(f"/api/v1/users/{second_id}", json={"role": "admin"})
+    assert promoted.status_code == 200 and api.patch(f"/api/v1/users/{second_id}", json={"is_active": False}).status_code == 200
+    assert api.get("/api/v1/auth/me").status_code == 200  # the last admin is still in
+
+
+@pytest.mark.parametrize("depth", [900, 1000, 5000])
+def test_deeply_nested_json_is_a_400_not_a_500(client, depth):
+    body = "[" * depth + "]" * depth
+    response = client.post("/api/v1/auth/login", data=body, content_type="application/json")  # public
+    assert response.status_code in (400, 422), (depth, response.status_code)
+    assert response.get_json()["error"]["field"] == "body"

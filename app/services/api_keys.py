@@ -25,18 +25,25 @@ def _digest(key: str, secret_key: str) -> str:
 
 
 def create_api_key(user: User, name: str, permissions: list[str] | None, expires_at: datetime | None,
-                   secret_key: str) -> tuple[ApiKey, str]:
-    """Create a key holding a subset of the user's permissions. Returns (row, the key shown once)."""
+                   secret_key: str, granted: frozenset[str] | None = None) -> tuple[ApiKey, str]:
+    """Create a key holding a subset of what the caller may do: the user's role, or `granted` when the request
+    came with an API key (a key never mints a broader one: without `permissions` the new key gets the same
+    grant). Returns (row, the key shown once)."""
     name = name.strip()
     if not name:
         raise ValidationError("name must not be empty", "name")
+    role = permissions_of(user)
+    allowed = role if granted is None else granted & role
+    if permissions is None and allowed != role:
+        permissions = sorted(allowed)
     if permissions is not None:
         unknown = sorted(set(permissions) - ALL_PERMISSIONS)
         if unknown:
             raise ValidationError(f"unknown permission(s): {', '.join(unknown)}", "permissions")
-        beyond = sorted(set(permissions) - permissions_of(user))
+        beyond = sorted(set(permissions) - allowed)
         if beyond:
-            raise ValidationError(f"your role ({user.role}) does not have: {', '.join(beyond)}", "permissions")
+            who = f"your role ({user.role})" if allowed == role else "the API key you called with"
+            raise ValidationError(f"{who} does not have: {', '.join(beyond)}", "permissions")
         permissions = sorted(set(permissions))
     if expires_at is not None and expires_at <= utcnow():
         raise ValidationError("expires_at must be in the future", "expires_at")
@@ -63,9 +70,15 @@ def list_api_keys(user_id: int | None, limit: int = 50, offset: int = 0) -> tupl
     return [(row[0], row[1]) for row in rows], int(total or 0)
 
 
-def revoke_api_key(key_id: int, actor: User) -> ApiKey:
+def revoke_api_key(key_id: int, actor: User, granted: frozenset[str] | None = None) -> ApiKey:
+    """Revoke one of the actor's keys, or anyone's with users:admin; a request made with an API key (its grant
+    `granted`) may revoke only keys whose grant lies within its own."""
     row = db.session.get(ApiKey, key_id)
-    if row is None or (row.user_id != actor.id and "users:admin" not in permissions_of(actor)):
+    role = permissions_of(actor)
+    allowed = role if granted is None else granted & role
+    within = allowed == role or (row is not None and row.permissions is not None
+                                 and set(row.permissions) <= allowed)  # a narrow key revokes only narrower keys
+    if row is None or not within or (row.user_id != actor.id and "users:admin" not in allowed):
         raise NotFound(f"API key {key_id} not found", "id")
     if row.revoked_at is None:
         row.revoked_at = utcnow()

@@ -76,6 +76,7 @@ def list_users(limit: int = 50, offset: int = 0) -> tuple[list[User], int]:
 def update_user(user_id: int, changes: dict, actor: str | None = None) -> User:
     """Role, active flag, password; a disable or a new password ends every session and token."""
     user = get_user(user_id)
+    was_admin = user.role == "admin" and user.active
     events: list[tuple[str, dict]] = []
     if changes.get("role") is not None and changes["role"] != user.role:
         if changes["role"] not in ROLES:
@@ -91,10 +92,22 @@ def update_user(user_id: int, changes: dict, actor: str | None = None) -> User:
         user.password_hash = hash_password(changes["password"])
         user.auth_version += 1
         events.append(("user.password_changed", {}))
+    if was_admin and not (user.role == "admin" and user.active) and not _an_active_admin_remains():
+        db.session.rollback()
+        field = "is_active" if changes.get("is_active") is False else "role"
+        raise Conflict(f"{user.username} is the last active admin: make another user admin first", field,
+                       code="last_admin")
     db.session.commit()
     for kind, details in events:
         record_security_event(kind, username=user.username, actor=actor, details=details)
     return user
+
+
+def _an_active_admin_remains() -> bool:
+    """Someone can still manage users (the pending change included): else nobody could undo it."""
+    db.session.flush()
+    return bool(db.session.scalar(select(func.count()).select_from(User).where(User.role == "admin",
+                                                                               User.active.is_(True))))
 
 
 @lru_cache(maxsize=1)

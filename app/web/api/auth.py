@@ -67,14 +67,15 @@ def list_api_keys(query: s.KeyFilters):
 def create_api_key(body: s.ApiKeyCreate):
     user = current_principal()
     row, key = api_keys.create_api_key(user, body.name, body.permissions, body.expires_at,
-                                       current_app.config["SECRET_KEY"])
+                                       current_app.config["SECRET_KEY"], granted_permissions(user))
     return {**row.to_dict(user.username), "key": key}, 201
 
 
 @route(bp, "/auth/api-keys/<id:key_id>", methods=("DELETE",), permission="system:read", status=204,
        tag="auth", summary="Revoke an API key (mine; admins: anyone's)")
 def revoke_api_key(key_id: int):
-    api_keys.revoke_api_key(key_id, current_principal())
+    user = current_principal()
+    api_keys.revoke_api_key(key_id, user, granted_permissions(user))
     return "", 204
 
 

@@ -68,12 +68,16 @@ def parse_body(model: type[BaseModel]) -> BaseModel:
             payload = json.loads(raw, parse_float=json_number)
         except (ValueError, UnicodeDecodeError) as exc:
             raise ServiceError(f"request body is not valid JSON: {exc}", "body", code="bad_json") from None
+        except RecursionError:  # a few KB of [[[[...]]]] is enough: refuse it, never a 500
+            raise ServiceError("request body is not valid JSON: nested too deeply", "body", code="bad_json") from None
     if not isinstance(payload, dict):
         raise ValidationError("request body must be a JSON object", "body")
     try:
         return model.model_validate(payload)
     except PydanticError as exc:
         raise _body_error(exc) from None
+    except RecursionError:
+        raise ValidationError("request body is nested too deeply", "body") from None
 
 
 def parse_query(model: type[BaseModel]) -> BaseModel:
