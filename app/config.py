@@ -49,6 +49,7 @@ DEFAULTS: dict[str, tuple[Any, type]] = {
     "METRICS_CACHE_SECONDS": (5.0, float),  # a scrape within this of the last one gets the same text
     "WEB_WORKERS": (1, int),  # gunicorn processes (gunicorn.conf.py)
     "WEB_THREADS": (32, int),  # threads per gunicorn process: each open websocket or SSE stream holds one
+    "STREAM_RECHECK_SECONDS": (10.0, float),  # an open websocket/SSE stream re-checks its login this often
     "WORKER_CONCURRENCY": (20, int),  # threads of a Celery worker (each runs one bead loop step at a time)
     # While a worker holds tasks its event loop wakes this often (ms) to hand freed slots back to the broker:
     # the threads-pool stall, celery/celery#6941 (workers/wake.py). Idle workers are not woken. 0: off.

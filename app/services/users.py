@@ -155,9 +155,20 @@ def ensure_admin(password: str | None) -> str | None:
     return generated
 
 
-def issue_token(user: User, secret_key: str, ttl_seconds: int) -> tuple[str, datetime]:
-    token = URLSafeTimedSerializer(secret_key, salt=_TOKEN_SALT).dumps({"uid": user.id, "v": user.auth_version})
+def issue_token(user: User, secret_key: str, ttl_seconds: int, sid: str | None = None) -> tuple[str, datetime]:
+    """A bearer token for scripts; `sid`: the login session it belongs to (logging that out ends it too)."""
+    data = {"uid": user.id, "v": user.auth_version, **({"sid": sid} if sid else {})}
+    token = URLSafeTimedSerializer(secret_key, salt=_TOKEN_SALT).dumps(data)
     return token, datetime.now(UTC) + timedelta(seconds=ttl_seconds)
+
+
+def token_sid(token: str, secret_key: str, ttl_seconds: int) -> str | None:
+    """The login session a valid token belongs to (None: not valid, or made before tokens carried one)."""
+    try:
+        data = URLSafeTimedSerializer(secret_key, salt=_TOKEN_SALT).loads(token, max_age=ttl_seconds)
+    except (BadSignature, SignatureExpired):
+        return None
+    return data.get("sid") if isinstance(data, dict) and isinstance(data.get("sid"), str) else None
 
 
 def user_from_token(token: str, secret_key: str, ttl_seconds: int) -> User | None:

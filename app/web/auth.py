@@ -21,4 +21,5 @@ def load_user(session_id: str) -> User | None:
     user = db.session.get(User, int(user_id))
     if user is None or user.auth_version != int(version) or not user.is_active:
         return None
-    return user
+    from app.web.security import session_ended  # noqa: PLC0415 (security imports this module's login manager)
+    return None if session_ended() else user

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -21,7 +22,7 @@ from app.bus_live import KEEPALIVE, Filter
 from app.extensions import db, sock
 from app.services.errors import ServiceError
 from app.web.pair_ws import start_pair
-from app.web.security import current_principal, granted_permissions
+from app.web.security import current_principal, granted_permissions, stream_check
 
 bp = Blueprint("ws", __name__)
 log = logging.getLogger("loom.ws")
@@ -67,6 +68,7 @@ def authenticate_handshake():
         return _refuse(403, "bad_origin", "cross-origin websocket refused")
     g.stream_user_id = user.id
     g.stream_user, g.stream_permissions = user.username, granted_permissions(user)  # for pair messages
+    g.stream_check = stream_check(PERMISSION)
     db.session.remove()  # hold no database connection for the life of the socket
     return None
 
@@ -89,10 +91,19 @@ def events(ws) -> None:
     if since is not None and not valid_event_id(since):
         since = None
     outbox: queue.SimpleQueue = queue.SimpleQueue()  # messages for this client alone (pair refusals)
+    recheck_s = float(current_app.config["STREAM_RECHECK_SECONDS"])
+    next_check = time.monotonic() + recheck_s
     with hub.subscription(g.stream_user_id, Filter()) as sub:
         ws.send(json.dumps({"id": None, "type": "stream.hello", "data": {"since": since}}))
         try:
-            for item in hub.stream(sub, since):
+            for item in hub.stream(sub, since, poll_s=min(1.0, recheck_s)):
+                if time.monotonic() >= next_check:  # the login may have ended since the handshake
+                    if (ended := g.stream_check()) is not None:
+                        log.info("websocket of %s closed: %s", g.stream_user, ended)
+                        ws.send(json.dumps({"id": None, "type": "stream.closed", "data": {"reason": ended}}))
+                        ws.close(reason=1008, message="credential no longer valid")
+                        return
+                    next_check = time.monotonic() + recheck_s
                 if item is KEEPALIVE:
                     ws.send('{"id":null,"type":"stream.keepalive","data":{}}')
                 elif item is not None:

@@ -90,6 +90,12 @@
     socket.onmessage = function (message) {
       let event;
       try { event = JSON.parse(message.data); } catch (e) { return; }
+      if (event.type === "stream.closed") {  // the login ended (logged out, disabled, key revoked): no reconnect
+        stopped = true;
+        setStatus("signed out", "down");
+        window.location.assign("/login?next=" + encodeURIComponent(location.pathname + location.search));
+        return;
+      }
       if (event.type === "stream.reset") { resetHandlers.forEach(function (h) { h(); }); }
       if (event.id) lastId = event.id;
       if (event.type === "stream.keepalive" || event.type === "stream.hello") return;

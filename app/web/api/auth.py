@@ -1,8 +1,8 @@
 """JSON routes for logging in and out and for managing users."""
 from __future__ import annotations
 
-from flask import current_app, request, session
-from flask_login import login_user, logout_user
+from flask import current_app, request
+from flask_login import login_user
 
 from app.services import api_keys, security_log
 from app.services import users as service
@@ -10,7 +10,7 @@ from app.services.login_limits import LoginLimiter
 from app.web.api import responses as r
 from app.web.api import schemas as s
 from app.web.api.routing import actor_name, bp, paged, route
-from app.web.security import csrf_token, current_principal, granted_permissions
+from app.web.security import csrf_token, current_principal, granted_permissions, log_in, log_out
 
 
 def login_limiter() -> LoginLimiter:
@@ -21,10 +21,9 @@ def login_limiter() -> LoginLimiter:
        summary="Log in: sets the session cookie and returns a bearer token for scripts", response=r.LoginAnswer)
 def login(body: s.Login):
     user = service.authenticate(body.username, body.password, login_limiter(), request.remote_addr)
-    session.clear()  # a fresh session on every login: no fixation
-    login_user(user)
+    sid = log_in(user)  # a fresh session on every login: no fixation
     token, expires = service.issue_token(user, current_app.config["SECRET_KEY"],
-                                         current_app.config["TOKEN_TTL_SECONDS"])
+                                         current_app.config["TOKEN_TTL_SECONDS"], sid)
     return {"token": token, "expires_at": expires.isoformat().replace("+00:00", "Z"), "user": user.to_dict(),
             "csrf_token": csrf_token()}
 
@@ -32,8 +31,7 @@ def login(body: s.Login):
 @route(bp, "/auth/logout", methods=("POST",), permission=None, tag="auth", summary="Log out (ends the session)",
        response=r.Ok)
 def logout():
-    logout_user()
-    session.clear()
+    log_out()  # this login's cookie and its token stop working, here and wherever they were copied
     return {"ok": True}
 
 

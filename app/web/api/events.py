@@ -12,7 +12,7 @@ from app.extensions import db
 from app.web.api import responses as r
 from app.web.api import schemas as s
 from app.web.api.routing import bp, route
-from app.web.security import current_principal
+from app.web.security import current_principal, stream_check
 
 KEEPALIVE_S = 15.0
 
@@ -37,7 +37,7 @@ def list_events(query: s.EventFilters):
 def stream_events(query: s.StreamFilters):
     types = [t.strip() for t in query.type.split(",") if t.strip()] if query.type else []
     return sse_response(Filter.parse({"project_id": query.project_id, "bead_id": query.bead_id, "types": types}),
-                        query.since, query.max_seconds)
+                        query.since, query.max_seconds, "events:read")
 
 
 @route(bp, "/logs/stream", permission="logs:read", tag="system", query=s.LogStreamFilters,
@@ -45,13 +45,15 @@ def stream_events(query: s.StreamFilters):
        response=r.EventStream, media_type="text/event-stream")
 def stream_logs(query: s.LogStreamFilters):
     return sse_response(Filter.parse({"bead_id": query.bead_id, "types": ["log.created"]}), query.since,
-                        query.max_seconds)
+                        query.max_seconds, "logs:read")
 
 
-def sse_response(flt: Filter, since: str | None, max_seconds: float | None) -> Response:
-    """Stream the hub's events for this caller as SSE; no database connection is held while it runs."""
+def sse_response(flt: Filter, since: str | None, max_seconds: float | None, permission: str) -> Response:
+    """Stream the hub's events for this caller as SSE; no database connection is held while it runs, and the
+    stream ends (`event: stream.closed`) once the caller's login no longer grants `permission`."""
     hub = current_app.extensions["loom.hub"]()
     user_id = current_principal().id
+    check, recheck_s = stream_check(permission), float(current_app.config["STREAM_RECHECK_SECONDS"])
     since = request.headers.get("Last-Event-ID") or since
     if since is not None and not valid_event_id(since):
         since = None
@@ -61,10 +63,16 @@ def sse_response(flt: Filter, since: str | None, max_seconds: float | None) -> R
     def generate():
         with hub.subscription(user_id, flt) as sub:
             yield ": connected\n\n"
-            poll_s = min(1.0, max_seconds) if max_seconds else 1.0
+            poll_s = min(1.0, max_seconds, recheck_s) if max_seconds else min(1.0, recheck_s)
+            next_check = time.monotonic() + recheck_s
             for item in hub.stream(sub, since, keepalive_s=KEEPALIVE_S, poll_s=poll_s):
                 if deadline is not None and time.monotonic() >= deadline:
                     return
+                if time.monotonic() >= next_check:  # the login may have ended since the request
+                    if (ended := check()) is not None:
+                        yield f"event: stream.closed\ndata: {json.dumps({'reason': ended})}\n\n"
+                        return
+                    next_check = time.monotonic() + recheck_s
                 if item is KEEPALIVE:
                     yield ": keep-alive\n\n"
                 elif item is not None:

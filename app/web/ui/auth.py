@@ -4,12 +4,13 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from flask import current_app, redirect, render_template, request, session, url_for
-from flask_login import current_user, login_user, logout_user
+from flask_login import current_user, login_user
 
 from app.services import api_keys
 from app.services import users as user_service
 from app.services.errors import ServiceError, Unauthorized
 from app.services.login_limits import LoginLimiter, RateLimited
+from app.web.security import log_in, log_out
 from app.web.ui.pages import page
 
 
@@ -41,8 +42,7 @@ def login():
             except RateLimited as exc:
                 error = exc.message[:1].upper() + exc.message[1:] + "."
             else:
-                session.clear()  # a fresh session on every login: no fixation
-                login_user(user)
+                log_in(user)  # a fresh session on every login: no fixation
                 return redirect(_safe_next(request.args.get("next")))
     elif current_user.is_authenticated:
         return redirect(_safe_next(request.args.get("next")))
@@ -53,8 +53,7 @@ def login():
 def logout():
     if not _form_token_ok():  # a cross-site form cannot log people out
         return redirect(url_for("ui.dashboard"))
-    logout_user()
-    session.clear()
+    log_out()
     return redirect(url_for("ui.login"))
 
 
