@@ -68,6 +68,8 @@ class LLMClient:
         self._api_key = api_key  # sent as a bearer header, never put in messages
         self.model = model
         self.timeout = httpx.Timeout(timeout, connect=connect_timeout)
+        self.call_seconds = float(timeout)  # one chat() in all, retries included, unless it asks for less
+        self._connect_timeout = connect_timeout
         self.max_retries = max(0, max_retries)
         self.backoff_s = backoff_s
         self._sleep = sleep
@@ -100,8 +102,14 @@ class LLMClient:
         return self._resolved_model
 
     def chat(self, messages: list[dict], *, stream: bool = False, on_delta: Callable[[str], None] | None = None,
-             max_tokens: int | None = None, temperature: float | None = None) -> Completion:
-        """One completion; with stream=True every non-empty content piece goes to on_delta as it arrives."""
+             max_tokens: int | None = None, temperature: float | None = None,
+             deadline_s: float | None = None) -> Completion:
+        """One completion; with stream=True every non-empty content piece goes to on_delta as it arrives.
+
+        The whole call, retries included, ends within the client's timeout (or `deadline_s`, if shorter): a
+        provider that hangs, or trickles a reply that never finishes, raises a `timeout` LLMError then."""
+        budget = self.call_seconds if deadline_s is None else max(0.1, min(self.call_seconds, deadline_s))
+        deadline = time.monotonic() + budget
         payload: dict[str, Any] = {"model": self.resolve_model(), "messages": messages, "stream": stream}
         if max_tokens is not None:
             payload["max_tokens"] = max_tokens
@@ -118,19 +126,27 @@ class LLMClient:
 
             def attempt() -> Completion:
                 try:
-                    return self._stream_once(payload, counting)
+                    return self._stream_once(payload, counting, deadline, budget)
                 except LLMError as error:
                     if delivered[0]:  # text already went out: the caller redoes the turn, we do not repeat it
                         error.retryable = False
                     raise
-            return self._with_retries(attempt)
-        return self._with_retries(lambda: self._complete_once(payload))
+            return self._with_retries(attempt, deadline)
+        return self._with_retries(lambda: self._complete_once(payload, deadline), deadline)
 
-    def _request_json(self, method: str, path: str, payload: dict[str, Any] | None = None) -> Any:
+    def _timeout_until(self, deadline: float | None) -> httpx.Timeout:
+        """The per-read timeout, cut to what is left of the call's deadline."""
+        if deadline is None:
+            return self.timeout
+        left = max(0.1, deadline - time.monotonic())
+        return httpx.Timeout(min(self.call_seconds, left), connect=min(self._connect_timeout, left))
+
+    def _request_json(self, method: str, path: str, payload: dict[str, Any] | None = None,
+                      deadline: float | None = None) -> Any:
         what = f"{method} {path}"
         with self._transport_errors(what):
             response = self._http.request(method, f"{self.base_url}{path}", json=payload,
-                                          headers=self._headers(), timeout=self.timeout)
+                                          headers=self._headers(), timeout=self._timeout_until(deadline))
         self._raise_for_status(response, what)
         try:
             return response.json()
@@ -152,9 +168,9 @@ class LLMClient:
             on_delta(completion.content)
         return completion
 
-    def _complete_once(self, payload: dict[str, Any]) -> Completion:
+    def _complete_once(self, payload: dict[str, Any], deadline: float | None = None) -> Completion:
         started = time.monotonic()
-        body = self._request_json("POST", "/chat/completions", payload)
+        body = self._request_json("POST", "/chat/completions", payload, deadline)
         return self._completion_from_body(body, payload, started)
 
     def _completion_from_body(self, body: Any, payload: dict[str, Any], started: float) -> Completion:
@@ -168,18 +184,22 @@ class LLMClient:
         return self._completion(content, body.get("model"), body.get("usage"), choice.get("finish_reason"),
                                 payload, started)
 
-    def _stream_once(self, payload: dict[str, Any], on_delta: Callable[[str], None] | None) -> Completion:
+    def _stream_once(self, payload: dict[str, Any], on_delta: Callable[[str], None] | None,
+                     deadline: float | None = None, budget: float | None = None) -> Completion:
         started = time.monotonic()
         pieces: list[str] = []
         model = usage = finish_reason = None
         done = False
         with self._transport_errors(STREAM_CALL), self._http.stream(
                 "POST", f"{self.base_url}/chat/completions", json=payload,
-                headers=self._headers(stream=True), timeout=self.timeout) as response:
+                headers=self._headers(stream=True), timeout=self._timeout_until(deadline)) as response:
             self._raise_for_status(response, STREAM_CALL)
             if response.headers.get("content-type", "").startswith("application/json"):
                 return self._unstreamed_reply(response, payload, on_delta, started)
             for line in response.iter_lines():
+                if deadline is not None and time.monotonic() > deadline:  # it streams, but never finishes
+                    raise self._error("timeout", f"{STREAM_CALL}: no complete reply within {budget:.0f} s "
+                                                 f"({len(pieces)} pieces so far)")
                 if not line.startswith("data:"):
                     continue  # SSE comments (":keep-alive"), blank lines, other fields
                 if (data := line[5:].strip()) == "[DONE]":
@@ -268,7 +288,7 @@ class LLMClient:
     def _redact(self, text: str) -> str:
         return text.replace(self._api_key, "<api key>") if self._api_key else text
 
-    def _with_retries(self, attempt: Callable[[], T]) -> T:
+    def _with_retries(self, attempt: Callable[[], T], deadline: float | None = None) -> T:
         for attempt_no in range(self.max_retries + 1):
             try:
                 return attempt()
@@ -277,6 +297,8 @@ class LLMClient:
                     raise
                 delay = error.retry_after if error.retry_after is not None else (
                     self.backoff_s * 2 ** attempt_no * (1 + random.uniform(0, 0.25)))  # jitter: up to +25%
+                if deadline is not None and time.monotonic() + delay >= deadline:  # no time left for another
+                    raise
                 log.warning("LLM call failed (%s), retry %d/%d in %.2fs: %s",
                             error.kind, attempt_no + 1, self.max_retries, delay, error)
                 self._sleep(delay)

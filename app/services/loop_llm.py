@@ -41,7 +41,9 @@ def ask_llm(run: Run, seq: int, applied: list[Step], llm: LLMClient, settings: L
         return StepOutcome(False, reason=refused, project_id=run.project_id)
     on_delta = delta_publisher(run, seq)
     try:
-        completion = llm.chat(messages, stream=True, on_delta=on_delta)
+        # The call, retries included, ends well inside the lease renewed for this turn: a provider that hangs or
+        # trickles forever gives a `timeout` error here, not a second run of the bead started by Ralph meanwhile.
+        completion = llm.chat(messages, stream=True, on_delta=on_delta, deadline_s=settings.lease_seconds * 0.8)
     except LLMError as exc:
         metering.after_error(meter, exc)  # recorded, and the reservation settled at zero
         verdict = record_llm_error(run, seq, exc, budget, settings.error_backoff_s)
