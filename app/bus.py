@@ -50,8 +50,15 @@ class EventBus:
     def history(self, *, after: str | None = None, limit: int = 100, project_id: int | None = None,
                 bead_id: int | None = None, types: Iterable[str] | None = None) -> list[dict]:
         """Events from the ring buffer, oldest first, after the given id (exclusive), filtered."""
+        return self.history_page(after=after, limit=limit, project_id=project_id, bead_id=bead_id, types=types)[0]
+
+    def history_page(self, *, after: str | None = None, limit: int = 100, project_id: int | None = None,
+                     bead_id: int | None = None, types: Iterable[str] | None = None) -> tuple[list[dict], str | None]:
+        """(events, cursor): as history(), and the id to pass as `after` next time so that nothing is skipped: the
+        last event returned when the page is full, else the last entry looked at (None: nothing looked at)."""
         wanted = set(types or ())
         start = f"({after}" if after else "-"
+        cursor = after
         out: list[dict] = []
         # Read in pages so filters can look past non-matching entries without loading everything at once.
         while len(out) < limit:
@@ -60,13 +67,13 @@ class EventBus:
                 break
             for raw_id, fields in entries:
                 event = decode_entry(raw_id, fields)
+                cursor = event["id"]
                 if matches(event, project_id=project_id, bead_id=bead_id, types=wanted):
                     out.append(event)
                     if len(out) >= limit:
                         break
-            last = entries[-1][0]
-            start = "(" + (last.decode() if isinstance(last, bytes) else last)
-        return out
+            start = f"({cursor}"
+        return out, cursor
 
     def oldest_id(self) -> str | None:
         entries = self.client.xrange(STREAM_KEY, count=1)
