@@ -27,7 +27,7 @@ from app.services.action_parser import parse_reply
 from app.services.actions import ActionContext, apply_actions
 from app.services.errors import ServiceError
 from app.services.events import emit
-from app.services.loop_common import LoopSettings, StepOutcome, finish_run, workspace_for
+from app.services.loop_common import LoopSettings, StepOutcome, finish_run, workspace_for, worktree_ready
 from app.services.loop_limits import LIMITS, check_limits
 
 __all__ = ["LoopSettings", "StepOutcome", "run_step", "start_run"]  # the settings and outcome live in loop_common
@@ -222,6 +222,12 @@ def _take_turn(run_id: int, llm: LLMClient, settings: LoopSettings) -> StepOutco
         return StepOutcome(False, reason="stale", project_id=run.project_id)
     steps = db.session.scalars(select(Step).where(Step.run_id == run.id).order_by(Step.seq)).all()
     step = next((s for s in steps if s.seq == seq), None)
+    if step is None and not worktree_ready(run, project, settings):  # the bead's first turn: before any LLM call
+        db.session.commit()  # (the lease renewal) no transaction held open over a clone
+        try:
+            workspace_for(run, project, settings)
+        except workspace.WorkspaceError as exc:
+            return _workspace_failed(run_id, exc)
     if step is None:
         asked = loop_llm.ask_llm(run, seq, [s for s in steps if s.status == "applied"], llm, settings)
         if isinstance(asked, StepOutcome):
@@ -238,12 +244,19 @@ def _take_turn(run_id: int, llm: LLMClient, settings: LoopSettings) -> StepOutco
         return StepOutcome(False, reason="stale", project_id=run.project_id)
     try:
         return _apply(run, step, project, bead, agent, settings)
-    except workspace.WorkspaceError as exc:  # the repository could not be prepared: a person must look
-        db.session.rollback()
-        beads.block_bead(run.bead_id, f"workspace: {exc}"[:1000], kind="workspace")
-        finish_run(db.session.get(Run, run_id), "failed", f"workspace: {exc}"[:1000])
-        return StepOutcome(False, reason="workspace", project_id=run.project_id)
+    except workspace.WorkspaceError as exc:
+        return _workspace_failed(run_id, exc)
     except ServiceError as exc:  # e.g. the bead vanished mid-step
         db.session.rollback()
         finish_run(db.session.get(Run, run_id), "failed", exc.message)
         return StepOutcome(False, reason=exc.message, project_id=run.project_id)
+
+
+def _workspace_failed(run_id: int, exc: workspace.WorkspaceError) -> StepOutcome:
+    """The repository or the bead's worktree could not be prepared: a person must look (no LLM call is paid for
+    it when this happens on the first turn)."""
+    db.session.rollback()
+    run = db.session.get(Run, run_id)
+    beads.block_bead(run.bead_id, f"workspace: {exc}"[:1000], kind="workspace")
+    finish_run(run, "failed", f"workspace: {exc}"[:1000])
+    return StepOutcome(False, reason="workspace", project_id=run.project_id)

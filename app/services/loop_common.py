@@ -45,10 +45,18 @@ def finish_run(run: Run, status: str, reason: str, *, release_hold: bool = False
          data={"run_id": run.id, "status": status, "reason": reason, "iterations": run.iterations})
 
 
+def _worktree_path(run: Run, project: Project, settings: LoopSettings) -> Path:
+    return workspace.project_dir(settings.data_dir, project.id) / "worktrees" / f"bead-{run.bead_id}"
+
+
+def worktree_ready(run: Run, project: Project, settings: LoopSettings) -> bool:
+    return (_worktree_path(run, project, settings) / ".git").exists()
+
+
 def workspace_for(run: Run, project: Project, settings: LoopSettings) -> Path:
     """The bead's worktree, made (with the project's repository, the first time) when it is missing."""
     project_dir = workspace.project_dir(settings.data_dir, project.id)
-    path = project_dir / "worktrees" / f"bead-{run.bead_id}"
+    path = _worktree_path(run, project, settings)
     if (path / ".git").exists():
         return path
     if not (project_dir / "repo" / ".git").is_dir():  # only the project's first bead pays for the repository

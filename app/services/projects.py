@@ -7,6 +7,7 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import GIT_STRATEGIES, Agent, Persona, Project
+from app.services import workspace
 from app.services.errors import Conflict, NotFound, ValidationError
 
 _BRANCH = re.compile(r"^(?!/)(?!.*\.\.)(?!.*//)[A-Za-z0-9._/-]{1,100}(?<!/)(?<!\.lock)$")
@@ -35,6 +36,8 @@ def _check_fields(fields: dict) -> None:
         repo = repo.strip()
         if "\x00" in repo or (not repo.startswith("/") and not _URL.match(repo)):
             raise ValidationError("git_repo must be an absolute local path or a git URL", "git_repo")
+        if repo.startswith("/") and (problem := workspace.local_repository_problem(repo)):
+            raise ValidationError(f"git_repo: {problem}", "git_repo")
         fields["git_repo"] = repo or None
     if fields.get("max_concurrent") is not None and fields["max_concurrent"] < 1:
         raise ValidationError("max_concurrent must be at least 1", "max_concurrent")

@@ -71,6 +71,18 @@ def run_git(cwd: Path, *args: str, timeout: float = GIT_TIMEOUT, check: bool = T
     return subprocess.CompletedProcess(args, proc.returncode, out, err)
 
 
+def local_repository_problem(path: str) -> str | None:
+    """Why a local `git_repo` cannot be cloned (None: it can): checked when a project names it, not at its
+    first bead. A git URL is not checked here (the network may be slow; its first clone says)."""
+    if not Path(path).is_dir():
+        return f"{path} is not an existing directory"
+    try:
+        run_git(Path(path), "ls-remote", "-q", "--", path, timeout=10)  # what a clone of it reads first
+    except WorkspaceError:
+        return f"{path} is not a git repository"
+    return None
+
+
 @contextmanager
 def stream_git(cwd: Path, *args: str, timeout: float = GIT_TIMEOUT, index: Path | None = None
                 ) -> Iterator[subprocess.Popen]:
