@@ -93,3 +93,28 @@ def test_error_loops_are_blocked_for_triage_and_provider_blocks_recover(make_eng
         assert ralph.recover_provider_blocks(utcnow(), RalphSettings(), provider_healthy=True) == [flaky["id"]]
         assert db.session.get(Bead, budget["id"]).status == "blocked"  # budget blocks never auto-recover
     assert api("get", f"/beads/{flaky['id']}")["status"] == "open"
+
+
+def test_a_run_whose_bead_a_person_closed_while_paused_ends_after_the_grace(make_engine):
+    """Closing a bead paused for pairing left its run `running` for ever (no loop step was queued to notice)."""
+    from app.services import pair as pair_service
+    engine, api, project, bead, agents = _setup(make_engine, "closed-while-paused")
+    live = api("post", "/beads", json={"project_id": project["id"], "title": "still working"})
+    settings = LoopSettings(data_dir=str(engine.data_dir))
+    llm = LLMClient(engine.llm.url, max_retries=0)
+    with engine.app.app_context():
+        paused = loop.start_run(bead["id"], agents[0]["id"], settings)
+        working = loop.start_run(live["id"], agents[1]["id"], settings)
+        loop.run_step(paused.id, llm, settings)
+        pair_service.pause(bead["id"], "alice", 3600)
+        api("post", f"/beads/{bead['id']}/close", json={"reason": "done by hand"})
+        assert ralph.end_orphaned_runs(utcnow()) == []  # just closed: a loop may still be finishing it
+        later = utcnow() + ralph.ORPHAN_GRACE + timedelta(seconds=1)
+        assert ralph.end_orphaned_runs(later) == [paused.id]
+        ended = db.session.get(Run, paused.id, populate_existing=True)
+        assert (ended.status, ended.paused_by) == ("abandoned", None) and "closed" in ended.terminal_reason
+        assert db.session.get(Run, working.id, populate_existing=True).status == "running"  # its bead is live
+        assert ralph.end_orphaned_runs(later) == []
+        summary = ralph.run_tick(engine.app.extensions["loom.redis"](), now=later)
+        assert summary["orphaned_runs"] == []
+    llm.close()

@@ -126,6 +126,32 @@ def reclaim_expired_leases(now: datetime | None = None, settings: RalphSettings 
     return reopened, resumed
 
 
+ORPHAN_GRACE = timedelta(seconds=30)  # a loop that saw its bead change finishes its own run within this
+
+
+def end_orphaned_runs(now: datetime) -> list[int]:
+    """Runs still `running` although their bead was closed, blocked, reopened or claimed again a while ago
+    (a person closed a bead paused for pairing: no loop step was left to notice) end as abandoned."""
+    moved_on = (Bead.status != "in_progress") | (Bead.fencing_token != Run.fencing_token)
+    orphans = db.session.execute(
+        select(Run.id, Run.bead_id, Run.project_id, Run.agent_id).join(Bead, Bead.id == Run.bead_id)
+        .where(Run.status == "running", moved_on, Bead.updated_at < now - ORPHAN_GRACE).limit(BATCH)).all()
+    ended = []
+    for run_id, bead_id, project_id, agent_id in orphans:
+        if db.session.execute(update(Run).where(Run.id == run_id, Run.status == "running").values(
+                status="abandoned", terminal_reason="its bead was closed, blocked or reassigned meanwhile",
+                finished_at=now, paused_by=None, paused_at=None)
+                .execution_options(synchronize_session=False)).rowcount:
+            ended.append(run_id)
+            db.session.commit()
+            _action("run_ended", f"run {run_id} ended: bead {bead_id} had moved on", project_id=project_id,
+                    bead_id=bead_id, agent_id=agent_id)
+            emit("run.finished", project_id=project_id, bead_id=bead_id, agent_id=agent_id,
+                 data={"run_id": run_id, "status": "abandoned", "reason": "its bead moved on"})
+    db.session.commit()
+    return ended
+
+
 def block_error_loops(settings: RalphSettings) -> list[int]:
     """Open beads dispatched over and over without finishing are blocked for the triage persona."""
     looping = db.session.scalars(select(Bead.id).where(Bead.status == "open", Bead.type != "decision",
@@ -163,17 +189,18 @@ def run_tick(redis_client, settings: RalphSettings | None = None, *, provider_he
     started = time.perf_counter()
     zombies = reset_zombie_agents(now, settings)
     reopened, resumed = reclaim_expired_leases(now, settings)
+    orphaned = end_orphaned_runs(now)
     blocked = block_error_loops(settings)
     recovered = recover_provider_blocks(now, settings, provider_healthy)
     released = budgets.release_stale_reservations(settings.reservation_seconds, now)
     if released:
         _action("reservations_released", f"{released} budget reservations of LLM calls that never settled released")
     summary = {"ts": now.isoformat(), "zombies": zombies, "reclaimed": reopened, "resumed": [r for r, _ in resumed],
-               "blocked": blocked, "recovered": recovered, "reservations_released": released,
+               "blocked": blocked, "recovered": recovered, "orphaned_runs": orphaned, "reservations_released": released,
                "duration_ms": round((time.perf_counter() - started) * 1000, 2)}
     redis_client.set(HEARTBEAT_KEY, json.dumps(summary), ex=300)
     emit("ralph.tick", data={"duration_ms": summary["duration_ms"], "actions": sum(
-        len(summary[k]) for k in ("zombies", "reclaimed", "resumed", "blocked", "recovered"))})
+        len(summary[k]) for k in ("zombies", "reclaimed", "resumed", "blocked", "recovered", "orphaned_runs"))})
     summary["resume"] = resumed  # (run, project) pairs for the task to enqueue
     return summary
 
