@@ -167,10 +167,12 @@ def _release_agent(bead: Bead) -> int | None:
     return None
 
 
-def _status_changed(bead: Bead, old: str, freed_agent: int | None, event: str | None = None) -> None:
+def _status_changed(bead: Bead, old: str, freed_agent: int | None, event: str | None = None,
+                    actor: str | None = None) -> None:
+    """`actor`: the person who changed it (the activity list names them), None for the engine's own changes."""
     data = {"from": old, "to": bead.status, "reason": bead.status_reason, "title": bead.title,
             "priority": bead.priority, "type": bead.type, "assigned_to": bead.assigned_to,
-            "block_kind": bead.block_kind}
+            "block_kind": bead.block_kind, **({"actor": actor} if actor else {})}
     emit("bead.status_changed", project_id=bead.project_id, bead_id=bead.id, data=data)
     if event:
         emit(event, project_id=bead.project_id, bead_id=bead.id, data=data)
@@ -179,7 +181,7 @@ def _status_changed(bead: Bead, old: str, freed_agent: int | None, event: str | 
              data={"status": "idle", "bead_id": None})
 
 
-def close_bead(bead_id: int, reason: str | None = None) -> Bead:
+def close_bead(bead_id: int, reason: str | None = None, actor: str | None = None) -> Bead:
     """Close a bead (idempotent). Its dependants whose other blockers are closed become ready."""
     bead = get_bead(bead_id)
     if bead.status == "closed":
@@ -191,7 +193,7 @@ def close_bead(bead_id: int, reason: str | None = None) -> Bead:
     bead.closed_at = utcnow()
     bead.lease_expires_at = None
     db.session.commit()
-    _status_changed(bead, old, freed, "bead.closed")
+    _status_changed(bead, old, freed, "bead.closed", actor)
     return bead
 
 
@@ -209,7 +211,7 @@ def _route_to_triage(bead: Bead) -> None:
     bead.assigned_to = agent_id
 
 
-def block_bead(bead_id: int, reason: str, kind: str = "user") -> Bead:
+def block_bead(bead_id: int, reason: str, kind: str = "user", actor: str | None = None) -> Bead:
     bead = get_bead(bead_id)
     if bead.status == "closed":
         raise Conflict("a closed bead cannot be blocked; reopen it first", "status")
@@ -221,24 +223,30 @@ def block_bead(bead_id: int, reason: str, kind: str = "user") -> Bead:
         _route_to_triage(bead)
     bead.lease_expires_at = None
     db.session.commit()
-    _status_changed(bead, old, freed, "bead.blocked")
+    _status_changed(bead, old, freed, "bead.blocked", actor)
     return bead
 
 
-def unblock_bead(bead_id: int, reason: str | None = None) -> Bead:
+def unblock_bead(bead_id: int, reason: str | None = None, actor: str | None = None) -> Bead:
     bead = get_bead(bead_id)
     if bead.status != "blocked":
         raise Conflict(f"bead {bead_id} is {bead.status}, not blocked", "status")
+    waiting_on = db.session.scalar(select(Bead.id).join(BeadDependency, BeadDependency.blocker_id == Bead.id).where(
+        BeadDependency.bead_id == bead_id, Bead.type == "decision", Bead.status != "closed").limit(1))
+    if waiting_on is not None:  # it would be open but never ready: the decision is what it waits for
+        raise Conflict(f"bead {bead_id} waits on decision #{waiting_on}: decide it "
+                       f"(POST /api/v1/decisions/{waiting_on}/decide) and the bead goes on", "status",
+                       code="waits_on_decision")
     bead.status = "open"
     bead.status_reason = reason
     bead.block_kind = None
     bead.assigned_to = None
     db.session.commit()
-    _status_changed(bead, "blocked", None)
+    _status_changed(bead, "blocked", None, actor=actor)
     return bead
 
 
-def reopen_bead(bead_id: int, reason: str | None = None) -> Bead:
+def reopen_bead(bead_id: int, reason: str | None = None, actor: str | None = None) -> Bead:
     """Back to `open` from any status: releases a claim (the fencing token stops the old holder)."""
     bead = get_bead(bead_id)
     old, freed = bead.status, _release_agent(bead)
@@ -250,7 +258,7 @@ def reopen_bead(bead_id: int, reason: str | None = None) -> Bead:
     bead.closed_at = None
     db.session.commit()
     if old != "open":
-        _status_changed(bead, old, freed)
+        _status_changed(bead, old, freed, actor=actor)
     return bead
 
 

@@ -32,7 +32,8 @@ def escalate(bead_id: int, reason: str, *, question: str | None = None, options:
     )
     bead_graph.add_dependency(bead.id, decision.id)
     if bead.status != "blocked":
-        beads.block_bead(bead.id, f"waiting on decision #{decision.id}: {reason}"[:500], kind="escalation")
+        beads.block_bead(bead.id, f"waiting on decision #{decision.id}: {reason}"[:500], kind="escalation",
+                         actor=actor)
     return decision
 
 
@@ -60,7 +61,7 @@ def decide(decision_id: int, decision: str, rationale: str | None, actor: str) -
         raise Conflict(f"decision {decision_id} was already decided", "id", code="already_decided")
     bead.meta = {**(bead.meta or {}), "decision": decision, "rationale": rationale, "decided_by": actor}
     db.session.commit()
-    beads.close_bead(decision_id, f"decided by {actor}: {decision}"[:1000])
+    beads.close_bead(decision_id, f"decided by {actor}: {decision}"[:1000], actor=actor)
     origin_id = (bead.meta or {}).get("escalated_from")
     origin = db.session.get(Bead, origin_id) if isinstance(origin_id, int) else None
     if origin is not None:
@@ -69,5 +70,8 @@ def decide(decision_id: int, decision: str, rationale: str | None, actor: str) -
             text += f"\nRationale: {rationale}"
         beads.add_comment(origin.id, actor, text)
         if origin.status == "blocked" and origin.block_kind == "escalation":
-            beads.unblock_bead(origin.id, f"decision #{decision_id} made")
+            try:
+                beads.unblock_bead(origin.id, f"decision #{decision_id} made")
+            except Conflict:  # it also waits on another open decision: it stays blocked until that one is made
+                db.session.rollback()
     return bead

@@ -79,13 +79,13 @@ def claim_bead(bead_id: int, body: s.Claim):
 @route(bp, ONE + "/unblock", methods=("POST",), permission="beads:write", tag="beads", body=s.Reason,
        summary="Unblock a blocked bead (back to open)", response=r.Bead)
 def unblock_bead(bead_id: int, body: s.Reason):
-    return service.bead_view(service.unblock_bead(bead_id, body.reason))
+    return service.bead_view(service.unblock_bead(bead_id, body.reason, actor=actor_name()))
 
 
 @route(bp, ONE + "/close", methods=("POST",), permission="beads:write", tag="beads", body=s.Reason,
        summary="Close a bead; its dependants become ready when their other blockers are closed", response=r.Bead)
 def close_bead(bead_id: int, body: s.Reason):
-    return service.bead_view(service.close_bead(bead_id, body.reason))
+    return service.bead_view(service.close_bead(bead_id, body.reason, actor=actor_name()))
 
 
 @route(bp, ONE + "/comments", permission="beads:read", summary="List a bead's comments", tag="beads",

@@ -32,8 +32,11 @@ def redispatch(bead_id: int, body: s.Reason):
     bead = bead_service.get_bead(bead_id)
     if bead.status == "closed":
         raise Conflict(f"bead {bead_id} is closed; reopen it first (PATCH status=open)", "status")
+    if bead.type == "decision":
+        raise Conflict(f"bead {bead_id} is a decision: a person decides it (POST /decisions/{bead_id}/decide), "
+                       "no agent runs it", "id", code="not_dispatchable")
     if bead.status != "open":
-        bead = bead_service.reopen_bead(bead_id, body.reason or "redispatched")
+        bead = bead_service.reopen_bead(bead_id, body.reason or "redispatched", actor=actor_name())
     request_dispatch()
     return bead_service.bead_view(bead)
 
