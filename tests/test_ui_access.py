@@ -179,3 +179,18 @@ def test_websocket_refuses_a_cross_site_cookie_handshake(live_server):
     forged = _handshake(live_server, Cookie=cookie, Origin="https://evil.example")
     assert forged.status_code == 403 and forged.json()["error"]["code"] == "bad_origin"
     assert _handshake(live_server, Cookie=cookie, Origin=live_server.url).status_code == 101
+
+
+def test_missing_pages_keep_the_layout_and_escape_what_they_echo(app, api):
+    browser = _session(app, api, "user")
+    for url, says in (("/beads/99999", "bead 99999 not found"), ("/beads/abc", "There is no page at /beads/abc"),
+                      ("/no/such/<script>x</script>", "There is no page at")):
+        response = browser.get(url)
+        page = response.get_data(as_text=True)
+        assert response.status_code == 404 and response.mimetype == "text/html", url
+        assert says in page and 'id="main-nav"' in page and "Back to the dashboard" in page, (url, page[:500])
+        assert "<script>x</script>" not in page
+    anonymous = app.test_client().get("/nowhere")
+    assert anonymous.status_code == 404 and "Back to the dashboard" in anonymous.get_data(as_text=True)
+    api_missing = api.get("/api/v1/nowhere")
+    assert api_missing.status_code == 404 and api_missing.get_json()["error"]["code"] == "not_found"

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify, request
+from flask import Flask, jsonify, render_template, request
+from markupsafe import escape
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from werkzeug.exceptions import HTTPException
 
@@ -28,17 +29,38 @@ def _json(status: int, message: str, code: str | None = None, field: str | None 
     return jsonify({"error": body}), status
 
 
+_TITLES = {400: "Bad request", 403: "Not allowed", 404: "Not found", 405: "Not allowed here", 409: "Conflict",
+           413: "Too large", 422: "Invalid", 429: "Too many requests", 500: "Something went wrong",
+           503: "Unavailable"}
+
+
+def _page(status: int, message: str):
+    """An HTML error inside the site's layout (navigation, a way back); plain HTML if the layout cannot render
+    (the database being down, say)."""
+    title = _TITLES.get(status, f"Error {status}")
+    try:
+        return render_template("ui/error.html", title=title, message=message), status
+    except Exception:  # noqa: BLE001 (an error page must not fail in its turn)
+        log.warning("error page for %s could not use the layout", status, exc_info=True)
+        return f"<h1>{escape(title)}</h1><p>{escape(message)}</p>", status
+
+
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ServiceError)
     def service_error(exc: ServiceError):
         db.session.rollback()
         if not wants_json():
-            return f"<h1>{exc.status}</h1><p>{exc.message}</p>", exc.status
+            return _page(exc.status, exc.message)
         return jsonify(exc.to_dict()), exc.status
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
         if not wants_json():
+            if exc.code == 404:
+                return _page(404, f"There is no page at {request.path}: it may have been deleted, or the link is "
+                                  "wrong.")
+            if exc.code and exc.code >= 400 and not getattr(exc, "valid_methods", None):
+                return _page(exc.code, exc.description or exc.name)
             return exc
         message = exc.description or exc.name
         if exc.code == 404:
@@ -74,5 +96,5 @@ def register_error_handlers(app: Flask) -> None:
         db.session.rollback()
         log.exception("unhandled error on %s %s", request.method, request.path)
         if not wants_json():
-            return "<h1>500</h1><p>Internal error; see the server log.</p>", 500
+            return _page(500, "An internal error happened; it is in the server log.")
         return _json(500, "internal error; see the server log", code="internal")

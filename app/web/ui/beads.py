@@ -1,14 +1,13 @@
 """The beads board (Open / In progress / Blocked / Closed, filterable) and a bead's detail page."""
 from __future__ import annotations
 
-from flask import abort, render_template, request
+from flask import render_template, request
 
 from app.models import BEAD_STATUSES, BEAD_TYPES
 from app.services import agents as agent_service
 from app.services import bead_graph, runs
 from app.services import beads as bead_service
 from app.services import projects as project_service
-from app.services.errors import NotFound
 from app.web.ui.pages import page
 
 COLUMN_LIMIT = 200
@@ -44,10 +43,7 @@ def beads_board():
 
 @page("/beads/<int:bead_id>", permission="beads:read")
 def bead_detail(bead_id: int):
-    try:
-        bead = bead_service.get_bead(bead_id)
-    except NotFound:
-        abort(404)
+    bead = bead_service.get_bead(bead_id)  # NotFound: the site's 404 page says which bead
     view = bead_service.bead_view(bead)
     steps, step_total = runs.list_steps(bead_id, limit=500)
     run_items, _ = runs.list_runs(bead_id, limit=100)

@@ -1,13 +1,12 @@
 """Agents (status, current bead, pause/resume), personas (and their editor), projects, providers."""
 from __future__ import annotations
 
-from flask import abort, current_app, render_template
+from flask import current_app, render_template
 
 from app.services import agents as agent_service
 from app.services import overview, workspace
 from app.services import personas as persona_service
 from app.services import projects as project_service
-from app.services.errors import NotFound
 from app.web.ui.pages import page
 
 
@@ -28,10 +27,7 @@ def personas():
 
 @page("/personas/<string(maxlength=64):name>", permission="personas:read")
 def persona_editor(name: str):
-    try:
-        persona = persona_service.get_persona(name)
-    except NotFound:
-        abort(404)
+    persona = persona_service.get_persona(name)  # NotFound: the site's 404 page says which persona
     return render_template("ui/persona_editor.html", persona=persona.to_dict())
 
 
