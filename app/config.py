@@ -31,7 +31,7 @@ DEFAULTS: dict[str, tuple[Any, type]] = {
     "MAX_CONCURRENT": (100, int),  # bead loops running at once, all projects
     "MAX_PER_PROJECT": (20, int),  # bead loops running at once in one project
     "MAX_ITERATIONS": (25, int),  # LLM turns per run (at most 100)
-    "STEP_TIMEOUT": (300, int),  # seconds one LLM call may take in all (retries included) before the step fails
+    "STEP_TIMEOUT": (300, int),  # seconds one attempt of an LLM call may take in all, however slowly it streams
     "CONTEXT_CHARS": (120_000, int),  # history sent to the LLM is trimmed to this many characters
     "COMMAND_TIMEOUT": (120, int),  # default and cap for run_command
     "LLM_RETRY_BACKOFF": (0.5, float),  # the provider client's first retry delay (doubles each retry)

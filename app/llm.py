@@ -68,7 +68,7 @@ class LLMClient:
         self._api_key = api_key  # sent as a bearer header, never put in messages
         self.model = model
         self.timeout = httpx.Timeout(timeout, connect=connect_timeout)
-        self.call_seconds = float(timeout)  # one chat() in all, retries included, unless it asks for less
+        self.call_seconds = float(timeout)  # one attempt of a chat() in all, however slowly the reply comes
         self._connect_timeout = connect_timeout
         self.max_retries = max(0, max_retries)
         self.backoff_s = backoff_s
@@ -106,10 +106,10 @@ class LLMClient:
              deadline_s: float | None = None) -> Completion:
         """One completion; with stream=True every non-empty content piece goes to on_delta as it arrives.
 
-        The whole call, retries included, ends within the client's timeout (or `deadline_s`, if shorter): a
-        provider that hangs, or trickles a reply that never finishes, raises a `timeout` LLMError then."""
-        budget = self.call_seconds if deadline_s is None else max(0.1, min(self.call_seconds, deadline_s))
-        deadline = time.monotonic() + budget
+        Each attempt ends within the client's timeout, however the provider trickles its reply, and the whole
+        call, retries included, within `deadline_s` when given: a provider that hangs or never finishes its
+        stream raises a `timeout` LLMError then."""
+        deadline = time.monotonic() + max(0.1, deadline_s) if deadline_s is not None else None
         payload: dict[str, Any] = {"model": self.resolve_model(), "messages": messages, "stream": stream}
         if max_tokens is not None:
             payload["max_tokens"] = max_tokens
@@ -126,13 +126,18 @@ class LLMClient:
 
             def attempt() -> Completion:
                 try:
-                    return self._stream_once(payload, counting, deadline, budget)
+                    return self._stream_once(payload, counting, self._attempt_deadline(deadline))
                 except LLMError as error:
                     if delivered[0]:  # text already went out: the caller redoes the turn, we do not repeat it
                         error.retryable = False
                     raise
             return self._with_retries(attempt, deadline)
-        return self._with_retries(lambda: self._complete_once(payload, deadline), deadline)
+        return self._with_retries(lambda: self._complete_once(payload, self._attempt_deadline(deadline)), deadline)
+
+    def _attempt_deadline(self, call_deadline: float | None) -> float:
+        """When this attempt must end: the client's timeout from now, or the call's deadline if sooner."""
+        ends = time.monotonic() + self.call_seconds
+        return ends if call_deadline is None else min(ends, call_deadline)
 
     def _timeout_until(self, deadline: float | None) -> httpx.Timeout:
         """The per-read timeout, cut to what is left of the call's deadline."""
@@ -185,7 +190,7 @@ class LLMClient:
                                 payload, started)
 
     def _stream_once(self, payload: dict[str, Any], on_delta: Callable[[str], None] | None,
-                     deadline: float | None = None, budget: float | None = None) -> Completion:
+                     deadline: float | None = None) -> Completion:
         started = time.monotonic()
         pieces: list[str] = []
         model = usage = finish_reason = None
@@ -198,8 +203,8 @@ class LLMClient:
                 return self._unstreamed_reply(response, payload, on_delta, started)
             for line in response.iter_lines():
                 if deadline is not None and time.monotonic() > deadline:  # it streams, but never finishes
-                    raise self._error("timeout", f"{STREAM_CALL}: no complete reply within {budget:.0f} s "
-                                                 f"({len(pieces)} pieces so far)")
+                    raise self._error("timeout", f"{STREAM_CALL}: no complete reply within "
+                                                 f"{deadline - started:.0f} s ({len(pieces)} pieces so far)")
                 if not line.startswith("data:"):
                     continue  # SSE comments (":keep-alive"), blank lines, other fields
                 if (data := line[5:].strip()) == "[DONE]":

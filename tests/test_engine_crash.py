@@ -91,3 +91,33 @@ def test_paused_agent_releases_its_bead_after_the_step(make_engine):
     assert got["status"] == "open" and got["assigned_to"] is None
     assert api("get", f"/agents/{agents[0]['id']}")["status"] == "paused"
     llm.close()
+
+
+def test_a_stored_reply_claimed_by_a_dead_worker_is_applied_by_the_next_turn_holding_the_run_lock(make_engine):
+    """A worker killed while applying turn 2 (or a step retried after the database blinked) left the reply
+    claimed a moment ago: the next turn holds the run's lock, so nobody else can be applying it, and it goes on
+    from there (before, it stood aside for 5 minutes and Ralph finally redid the whole bead from turn 1)."""
+    from app.models import utcnow
+    from app.services import turns
+    engine, project, bead, agents, settings = _setup(make_engine)
+    llm = LLMClient(engine.llm.url, max_retries=0)
+    with engine.app.app_context():
+        run = loop.start_run(bead["id"], agents[0]["id"], settings)
+        assert loop.run_step(run.id, llm, settings).next_step
+        asked = len(engine.llm.requests)
+        db.session.add(Step(run_id=run.id, bead_id=bead["id"], seq=2, status="llm_done", request="[]",
+                            response=REPLY, attempts=1, claimed_at=utcnow()))  # claimed, then the worker died
+        db.session.commit()
+        alive = turns.RunLock(run.id, "loop")  # while its applier lives, it holds the run's lock
+        assert alive.acquire(0)
+        try:
+            outcome = loop.run_step(run.id, llm, settings)  # a duplicate delivery meanwhile stands aside
+            assert (outcome.next_step, outcome.reason) == (False, "another worker is applying this step")
+        finally:
+            alive.release()
+        outcome = loop.run_step(run.id, llm, settings)  # the applier is gone: its lock with it
+        assert outcome.next_step and len(engine.llm.requests) == asked
+        step = db.session.scalar(select(Step).where(Step.run_id == run.id, Step.seq == 2))
+        assert (step.status, step.attempts) == ("applied", 2)
+        assert db.session.get(Run, run.id).iterations == 2
+    llm.close()

@@ -1,6 +1,7 @@
-"""One chat() call ends within the client's timeout in all, against a real HTTP provider (tests/test_llm.py's
-fake): a provider that trickles a reply forever, or hangs on every retry, no longer holds a worker thread for
-many times the step timeout (the lease ran out meanwhile and Ralph started the bead again elsewhere)."""
+"""Each attempt of a chat() ends within the client's timeout, and the whole call within the caller's deadline,
+against a real HTTP provider (tests/test_llm.py's fake): a provider that trickles a reply forever, or hangs on
+every retry, no longer holds a worker thread for many times the step timeout (the lease ran out meanwhile and
+Ralph started the bead again elsewhere)."""
 from __future__ import annotations
 
 import time
@@ -31,10 +32,10 @@ def test_retries_stop_at_the_calls_deadline(provider, make_client, sleeps):  # n
     client = make_client(timeout=0.6, max_retries=3, backoff_s=0.05)
     started = time.monotonic()
     with pytest.raises(LLMError) as caught:
-        client.chat(MESSAGES)
+        client.chat(MESSAGES, deadline_s=0.9)
     assert caught.value.kind == "timeout"
-    assert time.monotonic() - started < 1.5  # 4 attempts of 0.6 s each before
-    assert len(provider.requests) <= 2
+    assert time.monotonic() - started < 1.4  # 4 attempts of 0.6 s each without the deadline
+    assert len(provider.requests) == 2  # the second attempt got what was left of the 0.9 s
 
 
 def test_a_caller_may_ask_for_a_shorter_deadline(provider, make_client):  # noqa: F811

@@ -150,14 +150,17 @@ def run_step(run_id: int, llm: LLMClient, settings: LoopSettings) -> StepOutcome
 MAX_STEP_ATTEMPTS = 3
 
 
-def _claim_stored_step(step: Step, settings: LoopSettings) -> StepOutcome | None:
-    """Take over applying a stored reply; None when we may go on. Another worker applying it recently
-    keeps it (we stop: no second chain); a reply whose application died 3 times is parked."""
+def _claim_stored_step(step: Step, settings: LoopSettings, exclusive: bool) -> StepOutcome | None:
+    """Take over applying a stored reply; None when we may go on. With the run's lock (`exclusive`) nobody
+    else can be applying it (a live applier holds that lock; a dead one's lapsed within 30 s): we take it at
+    once, e.g. the retry of this very step after the database blinked, or Ralph resuming a killed worker's run.
+    Without the lock, another worker applying it recently keeps it (we stop: no second chain). A reply whose
+    application died 3 times is parked."""
     now = utcnow()
     stale = now - timedelta(seconds=settings.command_timeout * 2 + 60)
+    free = (Step.claimed_at.is_(None)) | (Step.claimed_at < stale)
     taken = db.session.execute(
-        update(Step).where(Step.id == step.id, Step.status == "llm_done",
-                           (Step.claimed_at.is_(None)) | (Step.claimed_at < stale))
+        update(Step).where(Step.id == step.id, Step.status == "llm_done", *(() if exclusive else (free,)))
         .values(attempts=Step.attempts + 1, claimed_at=now).execution_options(synchronize_session=False)).rowcount
     db.session.commit()
     if not taken:
@@ -181,7 +184,7 @@ def _run_step(run_id: int, llm: LLMClient, settings: LoopSettings) -> StepOutcom
         return StepOutcome(True, delay_s=turns.PERSON_POLL_S, reason="waiting for a pair turn",
                            project_id=turns.project_of(run_id))
     try:  # not taken for another reason (a duplicate delivery, Redis down): the step ledger guards, as before
-        outcome = _take_turn(run_id, llm, settings)  # parks at once a run a person holds
+        outcome = _take_turn(run_id, llm, settings, exclusive=lock.held)  # parks at once a run a person holds
         # A person who paused the run during this turn (seen before its last commit, else read now) gets it.
         if outcome.next_step and outcome.person_holds is not False and turns.park_if_held(run_id):
             return StepOutcome(False, reason="paused for pairing", project_id=outcome.project_id)
@@ -190,7 +193,7 @@ def _run_step(run_id: int, llm: LLMClient, settings: LoopSettings) -> StepOutcom
         lock.release()
 
 
-def _take_turn(run_id: int, llm: LLMClient, settings: LoopSettings) -> StepOutcome:
+def _take_turn(run_id: int, llm: LLMClient, settings: LoopSettings, exclusive: bool = False) -> StepOutcome:
     # One round trip for the run, its agent, its project and the fencing facts of its bead.
     row = db.session.execute(
         select(Run, Agent, Project, Bead.status, Bead.fencing_token, Bead.assigned_to)
@@ -234,7 +237,7 @@ def _take_turn(run_id: int, llm: LLMClient, settings: LoopSettings) -> StepOutco
             return asked
         step = asked
     else:  # a stored reply waits (a redelivery, or Ralph resuming the run): take it over, or stand aside
-        claimed = _claim_stored_step(step, settings)
+        claimed = _claim_stored_step(step, settings, exclusive)
         if claimed is not None:
             return claimed
     run = db.session.get(Run, run_id)
