@@ -39,7 +39,7 @@ DEFAULTS: dict[str, tuple[Any, type]] = {
     "RALPH_INTERVAL": (10.0, float),  # seconds between Ralph ticks
     "HEALTH_INTERVAL": (30.0, float),  # seconds between provider health checks
     "ZOMBIE_SECONDS": (300, int),  # a working agent without heartbeat for this long is reset
-    "RECOVER_TRANSIENT_SECONDS": (1800, int),  # provider/rate-limit blocked beads retried after this
+    "RECOVER_TRANSIENT_SECONDS": (120, int),  # provider/rate-limit blocked beads retried after this (when healthy)
     "RECOVER_AUTH_SECONDS": (7200, int),  # auth-blocked beads retried after this (budget blocks: never)
     "MAX_RESUMES": (3, int),  # Ralph resumes a run this often before reopening the bead
     "MAX_DISPATCHES": (10, int),  # a bead dispatched this often without finishing is blocked for triage

@@ -69,7 +69,11 @@ def test_zombie_agent_is_reset(make_engine):
         long_ago = utcnow() - timedelta(minutes=10)
         _age(Agent, agents[0]["id"], last_heartbeat_at=long_ago)
         assert ralph.reset_zombie_agents(utcnow(), RalphSettings()) == []  # its bead's lease is still live
-        _age(Bead, bead["id"], lease_expires_at=long_ago)
+        _age(Bead, bead["id"], lease_expires_at=long_ago)  # the worker died: heartbeat and lease ran out alike
+        assert ralph.reset_zombie_agents(utcnow(), RalphSettings()) == []  # left to the lease phase ...
+        assert ralph.reclaim_expired_leases(settings=RalphSettings())[1] == [(run.id, project["id"])]  # resumed
+        assert db.session.get(Run, run.id).status == "running"
+        _age(Bead, bead["id"], status="closed")  # the bead went away under the agent: now it is a zombie
         assert ralph.reset_zombie_agents(utcnow(), RalphSettings()) == [agents[0]["id"]]
         assert db.session.get(Run, run.id).status == "abandoned"
     assert api("get", f"/agents/{agents[0]['id']}")["status"] == "idle"
@@ -118,3 +122,13 @@ def test_a_run_whose_bead_a_person_closed_while_paused_ends_after_the_grace(make
         summary = ralph.run_tick(engine.app.extensions["loom.redis"](), now=later)
         assert summary["orphaned_runs"] == []
     llm.close()
+
+
+def test_a_provider_blocked_bead_is_retried_minutes_after_a_short_outage_not_half_an_hour(make_engine):
+    engine, api, project, bead, agents = _setup(make_engine, "short-outage")
+    with engine.app.app_context():
+        minutes_ago = utcnow() - timedelta(minutes=3)
+        _age(Bead, bead["id"], status="blocked", block_kind="provider", updated_at=minutes_ago)
+        assert ralph.recover_provider_blocks(utcnow(), RalphSettings(), provider_healthy=False) == []
+        assert ralph.recover_provider_blocks(utcnow(), RalphSettings(), provider_healthy=True) == [bead["id"]]
+        assert db.session.get(Bead, bead["id"]).status == "open"

@@ -36,7 +36,7 @@ BATCH = 500
 class RalphSettings:
     lease_seconds: int = 300
     zombie_seconds: int = 300
-    recover_transient_seconds: int = 1800
+    recover_transient_seconds: int = 120
     recover_auth_seconds: int = 7200
     max_resumes: int = 3
     max_dispatches: int = 10
@@ -57,10 +57,15 @@ def _action(kind: str, message: str, *, project_id: int | None = None, bead_id: 
 
 
 def reset_zombie_agents(now: datetime, settings: RalphSettings) -> list[int]:
-    """Working agents with no heartbeat for a while and no bead under a live lease go back to idle."""
+    """Working agents with no heartbeat for a while and no bead of theirs in progress go back to idle.
+
+    An agent whose bead is still in progress under its claim is left to the lease phase, even with the lease
+    run out: that one resumes the run from its last step (or reopens the bead and frees the agent after too
+    many resumes). Resetting it here first, as the heartbeat and the lease age alike, redid every bead of a
+    killed worker from turn 1."""
     cutoff = now - timedelta(seconds=settings.zombie_seconds)
     live = select(Bead.id).where(Bead.id == Agent.current_bead_id, Bead.status == "in_progress",
-                                 Bead.assigned_to == Agent.id, Bead.lease_expires_at >= now).exists()
+                                 Bead.assigned_to == Agent.id).exists()
     silent = (Agent.last_heartbeat_at.is_(None)) | (Agent.last_heartbeat_at < cutoff)
     zombies = db.session.execute(select(Agent.id, Agent.project_id)
                                  .where(Agent.status == "working", ~live, silent).limit(BATCH)).all()
