@@ -44,8 +44,10 @@ def ready():
     ok = all(c["ok"] for c in checks.values())
     cfg = current_app.config
     policy = sandbox.SandboxPolicy.from_settings(cfg["SANDBOX"], cfg["SANDBOX_NETWORK"], cfg["SANDBOX_UID"])
-    return {"status": "ok" if ok else "unavailable", "checks": checks, "ralph": _ralph(),
-            "sandbox": sandbox.describe(policy)}, 200 if ok else 503  # the sandbox is informational
+    ralph_state = _ralph()  # informational like the sandbox, but said in `status`: "degraded" while it is not ok
+    status = "unavailable" if not ok else "ok" if ralph_state["ok"] else "degraded"
+    return {"status": status, "checks": checks, "ralph": ralph_state,
+            "sandbox": sandbox.describe(policy)}, 200 if ok else 503
 
 
 def _ralph() -> dict:

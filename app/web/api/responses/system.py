@@ -87,7 +87,7 @@ class SandboxState(Response):
 
 
 class Ready(Response):
-    status: Literal["ok", "unavailable"]
+    status: Literal["ok", "degraded", "unavailable"]  # degraded: Ralph is not ticking (still ready)
     checks: Checks
     ralph: RalphTick | CheckFailed
     sandbox: SandboxState = Field(description="informational: never fails readiness")
