@@ -262,3 +262,34 @@ def test_deeply_nested_json_is_a_400_not_a_500(client, depth):
     response = client.post("/api/v1/auth/login", data=body, content_type="application/json")  # public
     assert response.status_code in (400, 422), (depth, response.status_code)
     assert response.get_json()["error"]["field"] == "body"
+
+
+def test_guessing_the_current_password_is_rate_limited_like_logins(app, api):
+    name, password = _make_user(api, "viewer")
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {login_token(client, name, password)}"}
+    statuses = [client.post("/api/v1/auth/password", json={"current_password": f"guess-{n}",
+                                                            "new_password": "a-new-password-1"},
+                            headers=headers).status_code for n in range(12)]
+    assert statuses[:10] == [401] * 10 and statuses[10:] == [429, 429], statuses
+    right = client.post("/api/v1/auth/password", json={"current_password": password,
+                                                       "new_password": "a-new-password-1"}, headers=headers)
+    assert right.status_code == 429  # locked for the window, even with the right one
+
+
+def test_an_admin_issues_a_key_for_a_service_account_and_nobody_else_can(app, api):
+    name, _ = _make_user(api, "service")
+    service_id = next(u["id"] for u in api.get("/api/v1/users?limit=500").get_json()["items"] if u["username"] == name)
+    made = api.post("/api/v1/auth/api-keys", json={"name": "ci bot", "user_id": service_id})
+    assert made.status_code == 201 and made.get_json()["user"] == name, made.get_json()
+    client = app.test_client()
+    bot = {"X-API-Key": made.get_json()["key"]}
+    assert client.post("/api/v1/projects", json={"name": unique("bot")}, headers=bot).status_code == 201
+    assert client.get("/api/v1/users", headers=bot).status_code == 403  # a service account is no admin
+    too_much = api.post("/api/v1/auth/api-keys", json={"name": "x", "user_id": service_id,
+                                                       "permissions": ["users:admin"]})
+    assert too_much.status_code == 422 and too_much.get_json()["error"]["field"] == "permissions"
+    user_name, user_password = _make_user(api, "user")
+    as_user = {"Authorization": f"Bearer {login_token(client, user_name, user_password)}"}
+    refused = client.post("/api/v1/auth/api-keys", json={"name": "x", "user_id": service_id}, headers=as_user)
+    assert refused.status_code == 403 and refused.get_json()["error"]["field"] == "user_id"

@@ -25,7 +25,8 @@ def _digest(key: str, secret_key: str) -> str:
 
 
 def create_api_key(user: User, name: str, permissions: list[str] | None, expires_at: datetime | None,
-                   secret_key: str, granted: frozenset[str] | None = None) -> tuple[ApiKey, str]:
+                   secret_key: str, granted: frozenset[str] | None = None,
+                   actor: str | None = None) -> tuple[ApiKey, str]:
     """Create a key holding a subset of what the caller may do: the user's role, or `granted` when the request
     came with an API key (a key never mints a broader one: without `permissions` the new key gets the same
     grant). Returns (row, the key shown once)."""
@@ -56,7 +57,7 @@ def create_api_key(user: User, name: str, permissions: list[str] | None, expires
                  permissions=permissions, expires_at=expires_at)
     db.session.add(row)
     db.session.commit()
-    record_security_event("apikey.created", username=user.username, actor=user.username,
+    record_security_event("apikey.created", username=user.username, actor=actor or user.username,
                           details={"key_id": row.id, "prefix": prefix, "name": name})
     return row, key
 

@@ -137,8 +137,14 @@ def authenticate(username: str, password: str, limiter: LoginLimiter | None = No
     return user
 
 
-def change_own_password(user: User, current: str, new: str) -> User:
+def change_own_password(user: User, current: str, new: str, limiter: LoginLimiter | None = None,
+                        address: str | None = None) -> User:
+    """The current password is checked under the login's rate limit (a stolen session or key cannot guess it)."""
+    if limiter is not None:
+        limiter.check(user.username, address)
     if not check_password_hash(user.password_hash, current):
+        if limiter is not None:
+            limiter.failed(user.username, address)
         raise Unauthorized("the current password is wrong", "current_password", code="bad_credentials")
     return update_user(user.id, {"password": new}, actor=user.username)
 

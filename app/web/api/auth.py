@@ -6,6 +6,7 @@ from flask_login import login_user
 
 from app.services import api_keys, security_log
 from app.services import users as service
+from app.services.errors import Forbidden
 from app.services.login_limits import LoginLimiter
 from app.web.api import responses as r
 from app.web.api import schemas as s
@@ -44,7 +45,8 @@ def me():
 @route(bp, "/auth/password", methods=("POST",), permission="system:read", tag="auth", body=s.PasswordChange,
        summary="Change my password (ends my other sessions and tokens)", response=r.Ok)
 def change_password(body: s.PasswordChange):
-    user = service.change_own_password(current_principal(), body.current_password, body.new_password)
+    user = service.change_own_password(current_principal(), body.current_password, body.new_password,
+                                       login_limiter(), request.remote_addr)
     login_user(user)  # keep this session; the others end with the old auth version
     return {"ok": True}
 
@@ -63,10 +65,15 @@ def list_api_keys(query: s.KeyFilters):
        body=s.ApiKeyCreate, summary="Create an API key with some of my permissions; the key is shown only here",
        response=r.ApiKeyCreated)
 def create_api_key(body: s.ApiKeyCreate):
-    user = current_principal()
-    row, key = api_keys.create_api_key(user, body.name, body.permissions, body.expires_at,
-                                       current_app.config["SECRET_KEY"], granted_permissions(user))
-    return {**row.to_dict(user.username), "key": key}, 201
+    caller = current_principal()
+    owner, granted = caller, granted_permissions(caller)
+    if body.user_id is not None and body.user_id != caller.id:  # a key for a service account, say
+        if "users:admin" not in granted:
+            raise Forbidden("only admins create API keys for other users", "user_id", code="forbidden")
+        owner, granted = service.get_user(body.user_id), None  # within the owner's role
+    row, key = api_keys.create_api_key(owner, body.name, body.permissions, body.expires_at,
+                                       current_app.config["SECRET_KEY"], granted, actor=caller.username)
+    return {**row.to_dict(owner.username), "key": key}, 201
 
 
 @route(bp, "/auth/api-keys/<id:key_id>", methods=("DELETE",), permission="system:read", status=204,

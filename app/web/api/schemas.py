@@ -112,6 +112,7 @@ class PasswordChange(Body):
 
 class ApiKeyCreate(Body):
     name: Annotated[str, Field(min_length=1, max_length=100)]
+    user_id: Id | None = Field(None, description="admins: the key of another user (a service account); default: mine")
     permissions: Annotated[list[Annotated[str, Field(max_length=40)]], Field(max_length=50)] | None = None
     expires_at: Annotated[AwareDatetime, Field(strict=False)] | None = None  # JSON sends text
 

@@ -69,7 +69,9 @@ def account():
             try:
                 user = user_service.change_own_password(current_user._get_current_object(),
                                                         request.form.get("current_password", "")[:1024],
-                                                        request.form.get("new_password", "")[:1024])
+                                                        request.form.get("new_password", "")[:1024],
+                                                        LoginLimiter(current_app.extensions["loom.redis"]()),
+                                                        request.remote_addr)
             except ServiceError as exc:
                 error = exc.message[:1].upper() + exc.message[1:] + "."
             else:
