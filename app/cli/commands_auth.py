@@ -76,6 +76,10 @@ def status(session: Session) -> None:
         return ", ".join(f"{name} {n}" for name, n in counts.items())
 
     click.echo(f"Server:    {session.server}")
+    ralph = health.get("ralph") or {}
+    if health.get("status") == "degraded":  # ready, but Ralph (run by Beat) is not ticking: say why
+        checks += ("; " if checks else "") + "ralph FAILING (" + (
+            ralph.get("error") or f"last tick {ralph.get('age_s')} s ago") + ")"
     click.echo(f"Health:    {health.get('status', 'unknown')}" + (f" ({checks})" if checks else ""))
     click.echo(f"Projects:  {projects}")
     click.echo(f"Agents:    {summary['agents']['total']} ({by(agents)})")

@@ -142,10 +142,23 @@ def apply_actions(ctx: ActionContext, actions: list) -> TurnOutcome:
             result = _error(action["type"], exc.message)
         except (OSError, ValueError, UnicodeError) as exc:
             log.warning("action %s failed: %s", action["type"], exc)
-            result = _error(action["type"], f"{type(exc).__name__}: {exc}")
+            result = _error(action["type"], _without_host_paths(ctx, exc))
         outcome.results.append(result)
         if result["status"] == "ok" and action["type"] in MUTATING:
             outcome.mutated = True
         if outcome.terminal in ("done", "escalated") and action["type"] in TERMINAL:
+            for later in actions[index + 1:]:  # said, not silently dropped
+                kind = later.get("type") if isinstance(later, dict) and isinstance(later.get("type"), str) else "?"
+                outcome.results.append(_error(kind[:50], f"not run: the turn ended with {action['type']}"))
             break
     return outcome
+
+
+def _without_host_paths(ctx: ActionContext, exc: Exception) -> str:
+    """An OS error as the LLM may see it: the workspace is `.`, and no other path of the host shows."""
+    text = f"{type(exc).__name__}: {exc.strerror}" if isinstance(exc, OSError) and exc.strerror else \
+        f"{type(exc).__name__}: {exc}"
+    for path, shown in ((str(ctx.workspace), "."), (str(ctx.data_dir), "<data dir>")):
+        if path:
+            text = text.replace(path, shown)
+    return text

@@ -126,7 +126,7 @@ def _apply(run: Run, step: Step, project: Project, bead: Bead, agent: Agent, set
         finish_run(run, "finished", reason or "escalated")
         return StepOutcome(False, reason="escalated", project_id=run.project_id)
     if stop is not None:
-        beads.block_bead(run.bead_id, f"loop stopped: {stop}", kind="loop")
+        beads.block_bead(run.bead_id, f"loop stopped: {LIMITS.get(stop, stop)} ({stop})", kind="loop")
         finish_run(run, "failed", stop)
         return StepOutcome(False, reason=stop, project_id=run.project_id)
     return StepOutcome(True, project_id=run.project_id, dedicated=project.dedicated, person_holds=person_holds)

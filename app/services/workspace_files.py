@@ -55,6 +55,8 @@ def read_file(root: Path, path: str, max_bytes: int = 65_536) -> str:
 
 def write_file(root: Path, path: str, content: str, max_bytes: int = 1_048_576) -> str:
     """Create or replace a file atomically (temp file + os.replace), creating parent folders."""
+    if path.endswith(("/", "\\")):
+        raise WorkspaceError(f"{path} names a folder; write_file needs a file name")
     target, data = resolve_in(root, path), content.encode("utf-8")
     if len(data) > max_bytes:
         raise WorkspaceError(f"content is {len(data)} bytes; the limit is {max_bytes}")
