@@ -201,3 +201,13 @@ def test_comments(api, project):
     listing = api.get(f"{B}/{bead['id']}/comments").get_json()
     assert listing["total"] == 1 and listing["items"][0]["author"] == "admin"
     assert api.post(f"{B}/{bead['id']}/comments", json={"text": ""}).status_code == 422
+
+
+def test_the_dashboards_ready_list_leaves_decisions_to_people(app, api, project):
+    from app.services import bead_graph
+    task = make_bead(api, project, title="agent work")
+    decision = make_bead(api, project, title="a person decides", type="decision")
+    assert {task["id"], decision["id"]} <= set(ready_ids(api, project))  # the API's ready list: both
+    with app.app_context():
+        for_agents, total = bead_graph.ready_beads(project_id=project["id"], decisions=False)
+    assert [b.id for b in for_agents] == [task["id"]] and total == 1

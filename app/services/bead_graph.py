@@ -119,9 +119,13 @@ def remove_dependency(bead_id: int, blocker_id: int) -> None:
     db.session.commit()
 
 
-def ready_beads(project_id: int | None = None, limit: int = 50, offset: int = 0) -> tuple[list[Bead], int]:
-    """Open beads whose blockers are all closed: P0 first, then oldest first."""
+def ready_beads(project_id: int | None = None, limit: int = 50, offset: int = 0,
+                decisions: bool = True) -> tuple[list[Bead], int]:
+    """Open beads whose blockers are all closed: P0 first, then oldest first (`decisions=False`: only the work
+    an agent can take; decision beads wait for a person)."""
     query = select(Bead).where(READY)
+    if not decisions:
+        query = query.where(Bead.type != "decision")
     if project_id is not None:
         query = query.where(Bead.project_id == project_id)
     return paging.page(query, Bead.priority, Bead.created_at, Bead.id, limit=limit, offset=offset)

@@ -26,7 +26,7 @@ def dashboard():
     redis_client = current_app.extensions["loom.redis"]()
     projects, project_total = project_service.list_projects(limit=100)
     agents, agent_total = agent_service.list_agents(limit=200)
-    ready, ready_total = bead_graph.ready_beads(limit=10)
+    ready, ready_total = bead_graph.ready_beads(limit=10, decisions=False)  # decisions have their own page
     return render_template(
         "ui/dashboard.html", projects=[p.to_dict() for p in projects], project_total=project_total,
         counts=overview.bead_counts(), per_project=overview.bead_counts_by_project(),
