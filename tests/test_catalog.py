@@ -83,6 +83,9 @@ def test_persona_edit_and_create(api):
     assert api.put(f"/api/v1/personas/{name}", json={"title": "Security"}).status_code == 422  # no instructions
     created = api.put(f"/api/v1/personas/{name}", json={"title": "Security", "instructions": "Audit things."})
     assert created.status_code == 201
+    emptied = api.put(f"/api/v1/personas/{name}", json={"instructions": "   "})  # the system prompt, blanked
+    assert emptied.status_code == 422 and emptied.get_json()["error"]["field"] == "instructions"
+    assert api.get(f"/api/v1/personas/{name}").get_json()["instructions"] == "Audit things."
     assert api.put("/api/v1/personas/Bad_Name", json={"instructions": "x"}).status_code == 422
     assert api.get("/api/v1/personas/no-such").status_code == 404
 

@@ -83,6 +83,8 @@ def put_persona(name: str, fields: dict) -> tuple[Persona, bool]:
             raise ValidationError("instructions are required for a new persona", "instructions")
         persona = Persona(name=name, title=fields.get("title") or name.replace("-", " ").title(), meta={})
         db.session.add(persona)
+    elif fields.get("instructions") is not None and not fields["instructions"].strip():
+        raise ValidationError("instructions must not be empty: they are the persona's system prompt", "instructions")
     for key in ("title", "role", "description", "instructions"):
         if fields.get(key) is not None:
             persona.__setattr__(key, fields[key])
