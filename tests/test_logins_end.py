@@ -126,3 +126,24 @@ def test_an_sse_stream_ends_when_its_api_key_is_revoked(server):
                 break
             assert time.monotonic() - started < 30, lines
     assert "event: stream.closed" in lines, lines
+
+
+def test_streams_of_one_login_share_its_recheck(app, admin_token):
+    """200 dashboards of one user re-checking every interval would cost the database 200 reads an interval
+    (the event fan-out benchmark saw 31 transactions/s): they share one answer per interval."""
+    from sqlalchemy import event
+
+    from app.extensions import db
+    from app.web.security import stream_check
+    with app.test_request_context("/ws/events", headers={"Authorization": f"Bearer {admin_token}"}):
+        checks = [stream_check("events:read") for _ in range(50)]  # fifty sockets of the same login
+    with app.app_context():
+        engine = db.engine
+    reads: list[str] = []
+    listener = lambda conn, cursor, statement, *rest: reads.append(statement)  # noqa: E731
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        assert [check() for check in checks] == [None] * 50
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+    assert 1 <= len([s for s in reads if "FROM users" in s]) <= 2, reads

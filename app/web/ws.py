@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import random
 import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -92,7 +93,7 @@ def events(ws) -> None:
         since = None
     outbox: queue.SimpleQueue = queue.SimpleQueue()  # messages for this client alone (pair refusals)
     recheck_s = float(current_app.config["STREAM_RECHECK_SECONDS"])
-    next_check = time.monotonic() + recheck_s
+    next_check = time.monotonic() + recheck_s * random.uniform(0.5, 1.0)  # sockets opened together spread out
     with hub.subscription(g.stream_user_id, Filter()) as sub:
         ws.send(json.dumps({"id": None, "type": "stream.hello", "data": {"since": since}}))
         try:
