@@ -126,7 +126,8 @@ def seed_beads(n: int, project_ids: list[int], agent_ids: list[int], first_id: i
             row |= {"status": "open", "closed_at": None, "status_reason": None, "dispatch_count": rnd.randint(0, 3)}
         elif kind < 0.20:
             row |= {"status": "blocked", "block_kind": rnd.choice(BLOCK_KINDS), "closed_at": None,
-                    "updated_at": now - timedelta(minutes=rnd.randint(1, 20)), "status_reason": "waiting"}
+                    "updated_at": now - timedelta(seconds=rnd.randint(1, 60)), "status_reason": "waiting"}
+            # (blocked within the last minute: Ralph retries provider blocks only 2 minutes after they blocked)
         beads_rows.append(row)
         if row["status"] in ("in_progress", "closed"):
             running = row["status"] == "in_progress"
