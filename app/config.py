@@ -51,9 +51,9 @@ DEFAULTS: dict[str, tuple[Any, type]] = {
     "WEB_THREADS": (32, int),  # threads per gunicorn process: each open websocket or SSE stream holds one
     "STREAM_RECHECK_SECONDS": (10.0, float),  # an open websocket/SSE stream re-checks its login this often
     "WORKER_CONCURRENCY": (20, int),  # threads of a Celery worker (each runs one bead loop step at a time)
-    # While a worker holds tasks its event loop wakes this often (ms) to hand freed slots back to the broker:
-    # the threads-pool stall, celery/celery#6941 (workers/wake.py). Idle workers are not woken. 0: off.
-    "WORKER_WAKE_MS": (20, int),
+    # Pool threads wake the worker's event loop when a task starts and when its slot frees (the threads-pool
+    # stall, celery/celery#6941: workers/wake.py). Off only to measure the engine without it.
+    "WORKER_WAKE": (True, bool),
     "BROKER_POLL_SECONDS": (5.0, float),  # an idle worker re-sends its blocking read of the queues this often
     "MOTIVATIONS_INTERVAL": (30.0, float),  # seconds between motivation ticks (the shortest interval motivation)
     "SANDBOX": ("auto", str),  # commands in Linux namespaces: auto (when possible), strict (or refuse), off
@@ -140,7 +140,7 @@ def celery_settings(cfg: dict) -> dict:
         "imports": ("workers.loop", "workers.dispatch", "workers.maintenance", "workers.motivations", "workers.team"),
         "worker_hijack_root_logger": False,
         "worker_concurrency": cfg["WORKER_CONCURRENCY"],
-        "loom_worker_wake_ms": cfg["WORKER_WAKE_MS"],  # read by workers/wake.py
+        "loom_worker_wake": cfg["WORKER_WAKE"],  # read by workers/wake.py
         "beat_schedule": build_schedule(cfg["RALPH_INTERVAL"], cfg["HEALTH_INTERVAL"], cfg["MOTIVATIONS_INTERVAL"],
                                        cfg["WEBHOOKS_INTERVAL"]),
         "beat_schedule_filename": str(Path(cfg["DATA_DIR"]) / "celerybeat-schedule"),

@@ -1,6 +1,8 @@
-"""The worker's event loop is kept awake while it holds tasks (celery/celery#6941), and only then."""
+"""Pool threads wake the worker's event loop when a task starts and when its slot frees (celery/celery#6941), and
+nothing wakes an idle worker."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -12,46 +14,81 @@ from tests.test_engine_workers import start_workers, stop
 from workers import wake
 
 
-def _scheduled(consumer, fun) -> bool:
-    return any(item[2].fun == fun and not item[2].canceled for item in list(consumer.timer.queue))
+def _pending(waker: wake.LoopWaker) -> bytes:
+    """Bytes written to the pipe and not drained yet (reads them)."""
+    try:
+        return os.read(waker.read_fd, 4096)
+    except BlockingIOError:
+        return b""
 
 
-def test_a_busy_worker_wakes_its_loop_and_an_idle_one_does_not(make_engine):
-    engine = make_engine({"rules": []}, WORKER_WAKE_MS=20)
+def test_each_task_wakes_the_loop_when_it_starts_and_when_its_slot_frees(make_engine):
+    engine = make_engine({"rules": []})
     celery_app = engine.app.extensions["celery"]
     wake.install(celery_app)
-    with thread_worker(celery_app, concurrency=2) as worker:
+    with thread_worker(celery_app, concurrency=1) as worker:
         consumer = worker.consumer
         waker = wait_for(lambda: consumer.loom_waker, timeout=30)
-        assert waker.period_s == 0.02
-        assert not waker.armed and not _scheduled(consumer, waker.tick)  # idle: nothing scheduled
+        assert waker.read_fd in consumer.hub.readers  # the loop listens to the pipe
+        before = waker.wakes
+        for _ in range(5):  # one slot: each task waits for the slot the one before it freed
+            celery_app.send_task("loom.dispatch", queue="default")
+
+        def ten_wakes():
+            """2 per task: accepted, then acked"""
+            return waker.wakes - before >= 10
+        wait_for(ten_wakes, timeout=60)
+        settled = waker.wakes
+        time.sleep(1.5)  # idle now: nothing wakes the loop
+        assert waker.wakes == settled
+        assert _pending(waker) == b""  # the loop drained every wake-up
+
+
+def test_the_reader_comes_back_after_the_hub_lost_it(make_engine):
+    """A lost broker connection resets the hub (its readers go) and restarts the consumer's steps."""
+    engine = make_engine({"rules": []})
+    celery_app = engine.app.extensions["celery"]
+    wake.install(celery_app)
+    with thread_worker(celery_app, concurrency=1) as worker:
+        consumer = worker.consumer
+        waker = wait_for(lambda: consumer.loom_waker, timeout=30)
+        step = next(s for s in consumer.blueprint.steps.values() if isinstance(s, wake.WakeEventLoop))
+        step.stop(consumer)
+        assert waker.read_fd not in consumer.hub.readers
+        step.start(consumer)
+        assert consumer.loom_waker is waker and waker.read_fd in consumer.hub.readers  # same pipe, pool wrapped once
+        before = waker.wakes
         celery_app.send_task("loom.dispatch", queue="default")
-        wait_for(lambda: waker.armed, timeout=30)  # a task received arms the timer on the loop
-        assert _scheduled(consumer, waker.tick)
-
-        def disarmed():
-            """the timer to stop once the worker has held no task for a while"""
-            return not waker.armed
-        wait_for(disarmed, timeout=30)
-        assert not _scheduled(consumer, waker.tick)
+        wait_for(lambda: waker.wakes - before >= 2, timeout=30)
 
 
-def test_zero_turns_the_wake_up_off(make_engine):
-    engine = make_engine({"rules": []}, WORKER_WAKE_MS=0)
+def test_off_means_no_pipe_and_no_wrapped_pool(make_engine):
+    engine = make_engine({"rules": []}, WORKER_WAKE=False)
     celery_app = engine.app.extensions["celery"]
     wake.install(celery_app)
     with thread_worker(celery_app, concurrency=1) as worker:
         wait_for(lambda: worker.consumer.connection is not None, timeout=30)
         assert worker.consumer.loom_waker is None
+        assert "on_apply" not in vars(worker.consumer.pool)
 
 
-def test_the_worker_entry_point_installs_it_with_the_configured_period(make_engine):
+def test_a_closed_waker_ignores_late_wake_ups():
+    waker = wake.LoopWaker()
+    waker.wake()
+    assert _pending(waker) == b"\0"
+    waker.close()
+    waker.wake()  # a pool thread finishing after the worker stopped: no write to a closed (maybe reused) number
+    assert waker.wakes == 1
+
+
+def test_the_worker_entry_point_installs_it_as_configured(make_engine):
     engine = make_engine({"rules": []})
     code = ("from workers.celery_app import celery_app; from workers.wake import WakeEventLoop; "
-            "print(WakeEventLoop in celery_app.steps['consumer'], celery_app.conf.loom_worker_wake_ms)")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**engine.env(), "LOOM_WORKER_WAKE_MS": "35"},
-                         capture_output=True, text=True, timeout=60, check=False)
-    assert out.stdout.split() == ["True", "35"], out.stderr
+            "print(WakeEventLoop in celery_app.steps['consumer'], celery_app.conf.loom_worker_wake)")
+    for value, expected in (("", "True"), ("false", "False")):
+        out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**engine.env(), "LOOM_WORKER_WAKE": value},
+                             capture_output=True, text=True, timeout=60, check=False)
+        assert out.stdout.split() == ["True", expected], out.stderr
 
 
 def test_an_idle_worker_polls_slowly_yet_answers_control_at_once(make_engine, tmp_path):

@@ -4,8 +4,8 @@ Builds the Flask app (config from LOOM_* variables) and exposes its Celery app; 
 modules registers their tasks. Logging is Loom's own (LOOM_LOG_LEVEL, LOOM_LOG_FORMAT) for every
 Celery command: answering `setup_logging` tells Celery not to install its handlers. Two consumer
 bootsteps (installed by app/factory.py) adjust Celery to the threads pool: task events batched without
-losing any (workers/task_events.py) and the event loop kept awake while tasks are in hand
-(workers/wake.py, LOOM_WORKER_WAKE_MS).
+losing any (workers/task_events.py) and the event loop woken by pool threads when a task starts and
+ends (workers/wake.py, LOOM_WORKER_WAKE).
 """
 from __future__ import annotations
 

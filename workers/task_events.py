@@ -1,9 +1,9 @@
 """Task events (for Flower and `celery events`) sent in batches, safely under the threads pool.
 
 With an event loop (the Redis transport) Celery buffers task events: pool threads append them to a
-list and the loop thread publishes the list as one `task.multi` message on its next pass (at most
-`WORKER_WAKE_MS` later while tasks are in hand: workers/wake.py). One publish per batch instead of one
-per event: unbatched, the four events of each task (sent, received, started, succeeded) cost about a
+list and the loop thread publishes the list as one `task.multi` message on its next pass (a pool
+thread wakes the loop when its task starts and when it ends: workers/wake.py). One publish per batch instead of
+one per event: unbatched, the four events of each task (sent, received, started, succeeded) cost about a
 fifth of a worker's CPU (bench/RESULTS.md).
 
 Celery's own flush publishes the list and then empties it, so under the threads pool an event a
