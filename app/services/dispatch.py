@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from typing import NamedTuple, TypeVar
 
 from sqlalchemy import func, select
 
@@ -22,6 +23,7 @@ _BRACKET = re.compile(r"^\s*\[([\w -]+)\]")
 _PHRASES = [re.compile(p, re.I) for p in (r"\bask (?:the |a |an )?([\w-]+) to\b", r"\bfor (?:the )?([\w-]+)\s*:",
                                            r"^\s*([\w-]+)\s*:")]
 DEFAULT_PERSONA = "engineer"
+AgentLike = TypeVar("AgentLike")  # an Agent row, or an IdleAgent read off one: what choose_agent picks from
 CLAIM_LOCK_S = 5  # a project's claims lock: held for one claim (milliseconds); waited for at most this long
 
 
@@ -48,12 +50,17 @@ def persona_for(words: list[str], personas: list[Persona]) -> str | None:
     return None
 
 
-def choose_agent(bead: Bead, candidates: list[Agent], personas: list[Persona], staffed: set[str]) -> Agent | None:
-    """An idle agent of the hinted persona (waiting for one if the team has it but all are busy), else an
-    engineer, else anyone."""
+class IdleAgent(NamedTuple):
+    id: int
+    persona: str
+    project_id: int | None
+
+
+def choose_agent(wanted: str | None, candidates: list[AgentLike], staffed: set[str]) -> AgentLike | None:
+    """An idle agent of the persona a bead's hints name (`wanted`; waiting for one if the team has it but all are
+    busy), else an engineer, else anyone."""
     if not candidates:
         return None
-    wanted = persona_for(hint_words(bead), personas)
     if wanted not in staffed:
         wanted = None
     for persona in (wanted, DEFAULT_PERSONA):
@@ -106,12 +113,19 @@ def hand_off(agent_id: int, settings: LoopSettings, max_concurrent: int, max_per
             continue  # a bead for a persona the team has: it waits for one of those
         project = db.session.get(Project, bead.project_id)
         choices.append((bead.id, bead.project_id, (project.max_concurrent if project else None) or default_per_project))
+    full: set[int] = set()
     for bead_id, project_id, limit in choices:
+        if project_id in full:
+            continue
         try:
             run = claim_in_turn(bead_id, project_id, limit, agent_id, settings, max_concurrent)
         except AtCapacity:  # the installation filled up meanwhile
             db.session.rollback()
             return None
+        except ProjectFull:  # its other beads would find it full too
+            db.session.rollback()
+            full.add(project_id)
+            continue
         except (Conflict, ServiceError):  # the agent was taken meanwhile (or the bead changed): stop / go on
             db.session.rollback()
             if db.session.scalar(select(Agent.status).where(Agent.id == agent_id)) != "idle":
@@ -122,10 +136,14 @@ def hand_off(agent_id: int, settings: LoopSettings, max_concurrent: int, max_per
     return None
 
 
+class ProjectFull(Exception):
+    """The project already runs as many beads as its limit allows."""
+
+
 def claim_in_turn(bead_id: int, project_id: int, limit: int, agent_id: int, settings: LoopSettings,
                   max_concurrent: int) -> Run | None:
-    """start_run, one claim at a time per project; None when the bead was taken meanwhile or the project is full
-    (raises AtCapacity when the installation is: `max_concurrent` beads run).
+    """start_run, one claim at a time per project; None when the bead was taken meanwhile. Raises ProjectFull when
+    the project runs `limit` beads, AtCapacity when the installation runs `max_concurrent`.
 
     Hand-offs of agents finishing at the same moment and dispatch passes all claim through here. Under a
     per-project Redis lock the bead is checked to be still ready and the project's running count is read
@@ -140,7 +158,7 @@ def claim_in_turn(bead_id: int, project_id: int, limit: int, agent_id: int, sett
         running = db.session.scalar(select(func.count()).select_from(Bead).where(
             Bead.status == "in_progress", Bead.project_id == project_id))
         if running >= limit:
-            return None
+            raise ProjectFull(project_id)
         return start_run(bead_id, agent_id, settings, max_running=max_concurrent)
 
 
@@ -159,39 +177,47 @@ def dispatch_ready(settings: LoopSettings, max_concurrent: int, max_per_project:
                                .order_by(Bead.priority, Bead.created_at, Bead.id).limit(min(500, capacity * 4))).all()
     if not ready:
         return []
-    idle: dict[int | None, list[Agent]] = defaultdict(list)
-    for agent in db.session.scalars(select(Agent).where(Agent.status == "idle").order_by(Agent.id)).all():
-        idle[agent.project_id].append(agent)
+    idle: dict[int | None, list[IdleAgent]] = defaultdict(list)
+    for agent in db.session.execute(select(Agent.id, Agent.persona, Agent.project_id).where(Agent.status == "idle")
+                                    .order_by(Agent.id)).all():
+        idle[agent.project_id].append(IdleAgent(*agent))
     personas = list(db.session.scalars(select(Persona)).all())
     staffed: dict[int | None, set[str]] = defaultdict(set)
     for project_id, persona in db.session.execute(select(Agent.project_id, Agent.persona)
                                                   .where(Agent.status != "complete")).all():
         staffed[project_id].add(persona)
     limits = {p.id: p.max_concurrent or default_per_project for p in db.session.scalars(select(Project)).all()}
+    # What the matching reads of each bead and agent, taken now: every claim commits, which expires loaded rows
+    # (reading one afterwards would cost a query per bead or agent looked at).
+    wanted = [(bead.id, bead.project_id, persona_for(hint_words(bead), personas)) for bead in ready]
     started: list[tuple[int, int]] = []
-    for bead in ready:
+    for bead_id, project_id, persona in wanted:
         if capacity <= 0:
             break
-        if running.get(bead.project_id, 0) >= limits.get(bead.project_id, default_per_project):
+        if running.get(project_id, 0) >= limits.get(project_id, default_per_project):
             continue
-        agent = choose_agent(bead, idle[bead.project_id] + idle[None], personas,
-                             staffed[bead.project_id] | staffed[None])
+        agent = choose_agent(persona, idle[project_id] + idle[None], staffed[project_id] | staffed[None])
         if agent is None:
             continue
         idle[agent.project_id].remove(agent)
-        limit = limits.get(bead.project_id, default_per_project)
+        limit = limits.get(project_id, default_per_project)
         try:
-            run = claim_in_turn(bead.id, bead.project_id, limit, agent.id, settings, max_concurrent)
+            run = claim_in_turn(bead_id, project_id, limit, agent.id, settings, max_concurrent)
         except AtCapacity:  # hand-offs filled the installation meanwhile
             db.session.rollback()
             break
+        except ProjectFull:  # hand-offs filled the project meanwhile: the agent stays free for other projects
+            db.session.rollback()
+            running[project_id] = limit
+            idle[agent.project_id].insert(0, agent)
+            continue
         except (Conflict, ServiceError):  # someone else claimed it first, or it changed meanwhile
             db.session.rollback()
             continue
-        if run is None:  # a hand-off took it, or filled the project, meanwhile: the agent stays free
+        if run is None:  # a hand-off took it meanwhile: the agent stays free
             idle[agent.project_id].insert(0, agent)
             continue
         started.append((run.id, run.project_id))
         capacity -= 1
-        running[bead.project_id] = running.get(bead.project_id, 0) + 1
+        running[project_id] = running.get(project_id, 0) + 1
     return started

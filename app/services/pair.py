@@ -84,7 +84,8 @@ def _agent_for(bead: Bead) -> Agent:
     staffed = set(db.session.scalars(select(Agent.persona).where(Agent.status != "complete",
                                                                  (Agent.project_id == bead.project_id)
                                                                  | Agent.project_id.is_(None))).all())
-    chosen = dispatch.choose_agent(bead, idle, list(db.session.scalars(select(Persona)).all()), staffed)
+    wanted = dispatch.persona_for(dispatch.hint_words(bead), list(db.session.scalars(select(Persona)).all()))
+    chosen = dispatch.choose_agent(wanted, idle, staffed)
     if chosen is None:
         raise Conflict(f"no idle agent can take bead {bead.id} now; try again when one is free", "bead_id",
                        code="no_agent")
