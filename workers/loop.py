@@ -8,12 +8,11 @@ import redis
 from celery import shared_task
 from kombu.exceptions import OperationalError as BrokerUnavailable
 from flask import current_app
-from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
 from app.extensions import db
 from app.logging_setup import log_context
-from app.models import Project, Run
+from app.models import Project
 from app.services import dispatch as dispatch_service
 from app.services import llm_clients, provider_health
 from app.services import settings as runtime
@@ -92,29 +91,20 @@ def step(self, run_id: int) -> str | None:
         return _step(self, run_id)
 
 
-def _run_ids(run_id: int) -> dict:
-    """The bead, agent and project of a run, for the log lines of its step."""
-    row = db.session.execute(select(Run.bead_id, Run.agent_id, Run.project_id).where(Run.id == run_id)).first()
-    return {"bead_id": row[0], "agent_id": row[1], "project_id": row[2]} if row else {}
-
-
 def _step(task, run_id: int) -> str | None:
-    ids: dict = {}
-    try:
-        ids = _run_ids(run_id)
-        with log_context(**ids):
-            settings = loop_settings()
-            url, api_key, model = llm_clients.provider_settings(current_app.config)
-            llm = llm_clients.client_for(url, api_key, model, float(current_app.config["STEP_TIMEOUT"]),
-                                         current_app.config["LLM_RETRY_BACKOFF"])
-            outcome = loop_service.run_step(run_id, llm, settings)
+    try:  # the turn adds its bead, agent and project to the log context once it has read the run
+        settings = loop_settings()
+        url, api_key, model = llm_clients.provider_settings(current_app.config)
+        llm = llm_clients.client_for(url, api_key, model, float(current_app.config["STEP_TIMEOUT"]),
+                                     current_app.config["LLM_RETRY_BACKOFF"])
+        outcome = loop_service.run_step(run_id, llm, settings)
     except OperationalError as exc:  # the database blinked: try the same step again shortly
         db.session.rollback()
         raise task.retry(exc=exc, countdown=min(60, 2 ** task.request.retries)) from exc
     except LookupError as exc:  # no provider configured: retry later rather than lose the run
         log.error("run %s waits: %s", run_id, exc)
         raise task.retry(exc=exc, countdown=30) from exc
-    with log_context(**ids):
+    with log_context(project_id=outcome.project_id, bead_id=outcome.bead_id, agent_id=outcome.agent_id):
         log.info("run %s: step done, %s", run_id,
                  "next step queued" if outcome.next_step else f"run ended ({outcome.reason})")
         if outcome.next_step:
@@ -123,8 +113,8 @@ def _step(task, run_id: int) -> str | None:
             except BrokerUnavailable as exc:  # the step itself is committed; Ralph resumes the run later
                 log.error("run %s: next step not enqueued (broker unavailable: %s); Ralph will resume it",
                           run_id, exc)
-        elif outcome.reason == "done" and ids.get("agent_id"):
-            _hand_off(ids["agent_id"])
+        elif outcome.reason == "done" and outcome.agent_id:
+            _hand_off(outcome.agent_id)
     return outcome.reason
 
 

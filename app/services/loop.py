@@ -21,6 +21,7 @@ from sqlalchemy.orm import lazyload
 
 from app.extensions import db
 from app.llm import LLMClient
+from app.logging_setup import log_context
 from app.models import Agent, Bead, Persona, Project, Run, Step, utcnow
 from app.services import beads, bead_graph, loop_llm, prompts, turns, workspace
 from app.services.action_parser import parse_reply
@@ -202,7 +203,17 @@ def _take_turn(run_id: int, llm: LLMClient, settings: LoopSettings, exclusive: b
     ).first()
     if row is None or row[0].status != "running":
         return StepOutcome(False, reason="run not active")
+    bead_id, agent_id, project_id = row[0].bead_id, row[0].agent_id, row[0].project_id
+    with log_context(bead_id=bead_id, agent_id=agent_id, project_id=project_id):
+        outcome = _turn(row, llm, settings, exclusive)
+    outcome.bead_id, outcome.agent_id, outcome.project_id = bead_id, agent_id, outcome.project_id or project_id
+    return outcome
+
+
+def _turn(row, llm: LLMClient, settings: LoopSettings, exclusive: bool) -> StepOutcome:
+    """The turn of a running run (`row`: the run, its agent and project, and its bead's fencing facts)."""
     run, agent, project = row[0], row[1], row[2]
+    run_id = run.id
     if run.paused_by:  # a person holds the run (pairing): the loop stops until they hand it back
         turns.park(run.id, run.counters)
         return StepOutcome(False, reason="paused for pairing")

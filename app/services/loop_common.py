@@ -33,6 +33,8 @@ class StepOutcome:
     project_id: int | None = None
     dedicated: bool | None = None  # the project's steps go to its own queue (None: not looked up in this step)
     person_holds: bool | None = None  # a person paused the run during the turn (None: not looked up in this step)
+    bead_id: int | None = None  # the run's (for the worker's log lines; None when the run was not read)
+    agent_id: int | None = None  # the run's: when the bead is done, it goes on to its next bead (hand-off)
 
 
 def finish_run(run: Run, status: str, reason: str, *, release_hold: bool = False) -> None:
