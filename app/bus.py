@@ -10,7 +10,7 @@ import json
 import re
 from datetime import datetime, UTC
 from typing import Any
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import redis
 
@@ -53,27 +53,31 @@ class EventBus:
         return self.history_page(after=after, limit=limit, project_id=project_id, bead_id=bead_id, types=types)[0]
 
     def history_page(self, *, after: str | None = None, limit: int = 100, project_id: int | None = None,
-                     bead_id: int | None = None, types: Iterable[str] | None = None) -> tuple[list[dict], str | None]:
-        """(events, cursor): as history(), and the id to pass as `after` next time so that nothing is skipped: the
-        last event returned when the page is full, else the last entry looked at (None: nothing looked at)."""
+                     bead_id: int | None = None, types: Iterable[str] | None = None,
+                     keep: Callable[[dict], bool] | None = None) -> tuple[list[dict], str | None, int]:
+        """(events, cursor, total): as history() (`keep`: a further filter), the id to pass as `after` next time so
+        that nothing is skipped (the last event returned when the page is full, else the last entry looked at;
+        None: nothing looked at), and how many events after `after` match in all (the buffer is read to its end:
+        it holds at most `maxlen`)."""
         wanted = set(types or ())
         start = f"({after}" if after else "-"
-        cursor = after
+        cursor, total = after, 0
         out: list[dict] = []
-        # Read in pages so filters can look past non-matching entries without loading everything at once.
-        while len(out) < limit:
+        while True:  # in pages of 500 entries, never the whole buffer at once
             entries = self.client.xrange(STREAM_KEY, min=start, max="+", count=500)
             if not entries:
                 break
             for raw_id, fields in entries:
                 event = decode_entry(raw_id, fields)
-                cursor = event["id"]
-                if matches(event, project_id=project_id, bead_id=bead_id, types=wanted):
-                    out.append(event)
-                    if len(out) >= limit:
-                        break
-            start = f"({cursor}"
-        return out, cursor
+                if len(out) < limit:
+                    cursor = event["id"]
+                if matches(event, project_id=project_id, bead_id=bead_id, types=wanted) and (keep is None
+                                                                                             or keep(event)):
+                    total += 1
+                    if len(out) < limit:
+                        out.append(event)
+            start = f"({entries[-1][0].decode() if isinstance(entries[-1][0], bytes) else entries[-1][0]}"
+        return out, cursor, total
 
     def oldest_id(self) -> str | None:
         entries = self.client.xrange(STREAM_KEY, count=1)

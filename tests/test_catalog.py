@@ -69,6 +69,11 @@ def test_agent_lifecycle(api, project):
 def test_default_personas_are_loaded_from_markdown(api):
     listing = api.get("/api/v1/personas").get_json()
     assert DEFAULT_PERSONAS <= {p["name"] for p in listing["items"]}
+    assert listing["total"] == len(listing["items"]) and (listing["limit"], listing["offset"]) == (50, 0)
+    names = [p["name"] for p in listing["items"]]
+    window = api.get("/api/v1/personas?limit=2&offset=1").get_json()  # lists page like every other list
+    assert [p["name"] for p in window["items"]] == names[1:3] and window["total"] == listing["total"]
+    assert api.get("/api/v1/personas?limit=0").get_json()["error"]["field"] == "limit"
     cto = api.get("/api/v1/personas/cto").get_json()
     on_disk = parse_persona_markdown((BUILTIN_DIR / "cto.md").read_text(), "cto")
     assert cto["instructions"] == on_disk["instructions"] and cto["meta"]["triage"] is True

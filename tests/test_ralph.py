@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import update
 
@@ -45,6 +45,13 @@ def test_expired_lease_is_reclaimed_and_live_one_kept(ctx, api, project):
     assert again["fencing_token"] == expired["fencing_token"] + 1
     logs = api.get(f"/api/v1/logs?source=ralph&bead_id={expired['id']}").get_json()
     assert logs["total"] == 1 and logs["items"][0]["level"] == "WARNING"
+    at = logs["items"][0]["ts"]
+    assert api.get(f"/api/v1/logs?bead_id={expired['id']}&since={at}").get_json()["total"] == 1  # at or after
+    assert api.get(f"/api/v1/logs?bead_id={expired['id']}&since=2h").get_json()["total"] == 1  # a span back
+    later = (datetime.fromisoformat(at.replace("Z", "+00:00")) + timedelta(seconds=1)).isoformat()
+    assert api.get("/api/v1/logs", query_string={"bead_id": expired["id"], "since": later}).get_json()["total"] == 0
+    refused = api.get("/api/v1/logs?since=yesterday-ish")
+    assert refused.status_code == 422 and refused.get_json()["error"]["field"] == "since"
 
 
 def test_tick_is_skipped_while_another_holds_the_lock(ctx):

@@ -1,6 +1,8 @@
 """Structured log entries kept in the database (what `GET /api/v1/logs` and the logs page show)."""
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import select
 
 from app.extensions import db
@@ -22,8 +24,11 @@ def record_log(level: str, source: str, message: str, *, project_id: int | None 
 
 
 def list_logs(*, level: str | None = None, source: str | None = None, bead_id: int | None = None,
-              limit: int = 50, offset: int = 0) -> tuple[list[LogEntry], int]:
+              since: datetime | None = None, limit: int = 50, offset: int = 0) -> tuple[list[LogEntry], int]:
+    """Newest first; `since`: entries at or after that time."""
     query = select(LogEntry)
+    if since is not None:
+        query = query.where(LogEntry.ts >= since)
     if level:
         query = query.where(LogEntry.level == level)
     if source:

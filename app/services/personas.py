@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import Persona
+from app.services import paging
 from app.services.errors import NotFound, ValidationError
 
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "personas"
@@ -60,6 +61,11 @@ def get_persona(name: str) -> Persona:
 
 def list_personas() -> list[Persona]:
     return list(db.session.scalars(select(Persona).order_by(Persona.name)).all())
+
+
+def page_personas(*, limit: int, offset: int) -> tuple[list[Persona], int]:
+    """One window of the personas by name, and how many there are."""
+    return paging.page(select(Persona), Persona.name, limit=limit, offset=offset)
 
 
 def triage_persona() -> str | None:

@@ -7,10 +7,9 @@ from pydantic import Field
 
 from app.services import activity as service
 from app.web.api import responses as r
-from app.web.api.analytics_schemas import When
 from app.web.api.responses.activity import ActivityType
 from app.web.api.routing import bp, paged, route
-from app.web.api.schemas import Id, Page
+from app.web.api.schemas import Id, Page, When
 
 
 class ActivityFilters(Page):

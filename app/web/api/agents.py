@@ -55,11 +55,11 @@ def resume_agent(agent_id: int):
     return service.resume_agent(agent_id).to_dict()
 
 
-@route(bp, "/personas", permission="personas:read", summary="List personas", tag="personas",
-       response=r.list_of(r.PersonaSummary))
-def list_personas():
-    items = [p.to_dict(full=False) for p in persona_service.list_personas()]
-    return {"items": items, "total": len(items)}
+@route(bp, "/personas", permission="personas:read", summary="List personas, by name", tag="personas", query=s.Page,
+       response=r.page_of(r.PersonaSummary))
+def list_personas(query: s.Page):
+    items, total = persona_service.page_personas(limit=query.limit, offset=query.offset)
+    return paged([p.to_dict(full=False) for p in items], total, query)
 
 
 @route(bp, "/personas/<string(maxlength=64):name>", permission="personas:read", summary="Get a persona",

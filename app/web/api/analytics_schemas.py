@@ -1,44 +1,13 @@
 """Query strings and bodies of the analytics, price and budget routes (pydantic; also their OpenAPI schemas)."""
 from __future__ import annotations
 
-import re
-from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Literal
 
-from pydantic import BeforeValidator, Field
+from pydantic import Field
 
 from app.services.analytics_query import Filters
-from app.web.api.schemas import Body, Id, Page, Query
+from app.web.api.schemas import Body, Id, Page, Query, When
 
-RELATIVE = re.compile(r"^(\d{1,6})([mhdw])$")
-UNENCODED_PLUS = re.compile(r"(T\d\d:\d\d(?::\d\d(?:\.\d+)?)?) (\d\d:\d\d)$")  # "+01:00" sent unencoded
-UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-
-
-def parse_when(value: object) -> datetime:
-    """ISO 8601 (a date means its UTC midnight; no zone means UTC), or a span back from now: 15m, 24h, 7d, 2w."""
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    if not isinstance(value, str):
-        raise ValueError("expected a time: ISO 8601 or a span like 24h")
-    text = UNENCODED_PLUS.sub(r"\1+\2", value.strip())
-    relative = RELATIVE.match(text)
-    if relative:
-        return datetime.now(UTC) - timedelta(**{UNITS[relative.group(2)]: int(relative.group(1))})
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        try:
-            moment = datetime.combine(date.fromisoformat(text), datetime.min.time())
-        except ValueError:
-            raise ValueError("expected ISO 8601 (2026-01-31 or 2026-01-31T12:00:00Z) or a span like 15m, 24h, "
-                             "7d, 2w") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-When = Annotated[datetime, BeforeValidator(parse_when),
-                 Field(description="ISO 8601 time or date (UTC unless a zone is given), or a span back from "
-                                   "now: 15m, 24h, 7d, 2w")]
 GroupBy = Literal["project", "agent", "persona", "model"]
 Usd = Annotated[float, Field(ge=0, le=1e9, allow_inf_nan=False)]
 Tokens = Annotated[int, Field(ge=0, le=10**15)]

@@ -24,12 +24,16 @@ def list_events(query: s.EventFilters):
     bus = current_app.extensions["loom.bus"]()
     types = [t.strip() for t in query.type.split(",")] if query.type else None
     user = current_principal()
-    page, cursor = bus.history_page(after=query.since, limit=query.limit, project_id=query.project_id,
-                                    bead_id=query.bead_id, types=types)
-    items = [event for event in page if not event.get("type", "").startswith("notification.")
-             or (event.get("data") or {}).get("user_id") == user.id]
-    # `last_id` is where the next poll starts (`since=`): after what this page covered, never past it.
-    return {"items": items, "total": len(items), "last_id": cursor if cursor is not None else bus.last_id()}
+
+    def visible(event: dict) -> bool:  # another user's notifications are theirs
+        return not event.get("type", "").startswith("notification.") or (event.get("data") or {}).get(
+            "user_id") == user.id
+
+    items, cursor, total = bus.history_page(after=query.since, limit=query.limit, project_id=query.project_id,
+                                            bead_id=query.bead_id, types=types, keep=visible)
+    # `last_id` is where the next poll starts (`since=`): after what this page covered, never past it. `total`: the
+    # matching events after `since` still in the buffer, this page's included.
+    return {"items": items, "total": total, "last_id": cursor if cursor is not None else bus.last_id()}
 
 
 @route(bp, "/events/stream", permission="events:read", tag="events", query=s.StreamFilters,

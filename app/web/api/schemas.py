@@ -1,10 +1,12 @@
 """Request bodies and query strings of the JSON API as pydantic models (also the OpenAPI schemas)."""
 from __future__ import annotations
 
+import re
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, ClassVar, Literal
 
 from app.bus import EVENT_ID_PATTERN
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
 
 Id = Annotated[int, Field(ge=1, le=2_147_483_647)]
 Priority = Annotated[int, Field(ge=0, le=3, description="0 = P0 (highest) .. 3 = P3")]
@@ -16,6 +18,37 @@ BeadType = Literal["task", "bug", "feature", "epic", "decision"]
 BeadStatus = Literal["open", "in_progress", "blocked", "closed"]
 GitStrategy = Literal["direct", "branch"]
 Role = Literal["admin", "user", "viewer", "service"]
+
+
+RELATIVE = re.compile(r"^(\d{1,6})([mhdw])$")
+UNENCODED_PLUS = re.compile(r"(T\d\d:\d\d(?::\d\d(?:\.\d+)?)?) (\d\d:\d\d)$")  # "+01:00" sent unencoded
+UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_when(value: object) -> datetime:
+    """ISO 8601 (a date means its UTC midnight; no zone means UTC), or a span back from now: 15m, 24h, 7d, 2w."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if not isinstance(value, str):
+        raise ValueError("expected a time: ISO 8601 or a span like 24h")
+    text = UNENCODED_PLUS.sub(r"\1+\2", value.strip())
+    relative = RELATIVE.match(text)
+    if relative:
+        return datetime.now(UTC) - timedelta(**{UNITS[relative.group(2)]: int(relative.group(1))})
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        try:
+            moment = datetime.combine(date.fromisoformat(text), datetime.min.time())
+        except ValueError:
+            raise ValueError("expected ISO 8601 (2026-01-31 or 2026-01-31T12:00:00Z) or a span like 15m, 24h, "
+                             "7d, 2w") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+When = Annotated[datetime, BeforeValidator(parse_when),
+                 Field(description="ISO 8601 time or date (UTC unless a zone is given), or a span back from "
+                                   "now: 15m, 24h, 7d, 2w")]
 
 
 NO_NUL = "^[^\\x00]*$"
@@ -277,6 +310,7 @@ class LogFilters(Page):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] | None = None
     source: Annotated[str, Field(max_length=64)] | None = None
     bead_id: Id | None = None
+    since: When | None = None
 
 
 # --- engine

@@ -35,7 +35,7 @@ def put_config(key: str, body: s.ConfigValue):
        query=s.LogFilters, response=r.page_of(r.LogEntry))
 def list_logs(query: s.LogFilters):
     items, total = log_service.list_logs(level=query.level, source=query.source, bead_id=query.bead_id,
-                                         limit=query.limit, offset=query.offset)
+                                         since=query.since, limit=query.limit, offset=query.offset)
     return paged([e.to_dict() for e in items], total, query)
 
 
