@@ -16,7 +16,7 @@ from tests.conftest import ROOT
 
 def beat_health(redis_url: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "workers.beat_health"], cwd=ROOT, capture_output=True, text=True,
-                          env={**os.environ, "LOOM_REDIS_URL": redis_url}, timeout=60)
+                          env={**os.environ, "LOOM_REDIS_URL": redis_url}, timeout=60, check=False)
 
 
 def test_a_stale_heartbeat_fails_the_beat_check_and_degrades_readiness(app, client, redis_url):
