@@ -56,6 +56,8 @@ DEFAULTS: dict[str, tuple[Any, type]] = {
     "WORKER_WAKE": (True, bool),
     "BROKER_POLL_SECONDS": (5.0, float),  # an idle worker re-sends its blocking read of the queues this often
     "MOTIVATIONS_INTERVAL": (30.0, float),  # seconds between motivation ticks (the shortest interval motivation)
+    "CLEANUP_INTERVAL": (600.0, float),  # seconds between workspace clean-ups (worktrees no bead needs any more)
+    "WORKTREE_RETENTION_SECONDS": (86_400, int),  # a closed bead's worktree is removed this long after (0: kept)
     "SANDBOX": ("auto", str),  # commands in Linux namespaces: auto (when possible), strict (or refuse), off
     "SANDBOX_NETWORK": ("none", str),  # network of sandboxed commands: none (loopback only) or host
     "SANDBOX_UID": (65534, int),  # the uid (and gid) a root worker runs sandboxed commands as
@@ -142,7 +144,7 @@ def celery_settings(cfg: dict) -> dict:
         "worker_concurrency": cfg["WORKER_CONCURRENCY"],
         "loom_worker_wake": cfg["WORKER_WAKE"],  # read by workers/wake.py
         "beat_schedule": build_schedule(cfg["RALPH_INTERVAL"], cfg["HEALTH_INTERVAL"], cfg["MOTIVATIONS_INTERVAL"],
-                                       cfg["WEBHOOKS_INTERVAL"]),
+                                       cfg["WEBHOOKS_INTERVAL"], cfg["CLEANUP_INTERVAL"]),
         "beat_schedule_filename": str(Path(cfg["DATA_DIR"]) / "celerybeat-schedule"),
         "timezone": "UTC",
     }

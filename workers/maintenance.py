@@ -6,7 +6,7 @@ from celery import shared_task
 from flask import current_app
 
 from app.services import dispatch as dispatch_service
-from app.services import motivation_triggers, provider_health, ralph
+from app.services import motivation_triggers, provider_health, ralph, workspace_cleanup
 from workers.dispatch import request_dispatch
 from workers.loop import enqueue_step
 
@@ -17,6 +17,8 @@ HEALTH_TICK = "loom:tick:provider_health"
 MOTIVATIONS_LOCK = "loom:lock:motivations_tick"
 MOTIVATIONS_TICK = "loom:tick:motivations"
 MOTIVATIONS_RUNS = "loom:motivations:runs"  # how many ticks really ran (for operators and tests)
+CLEANUP_LOCK = "loom:lock:workspace_cleanup"
+CLEANUP_TICK = "loom:tick:workspace_cleanup"
 
 
 def first_this_tick(client, key: str, interval_s: float) -> bool:
@@ -78,3 +80,20 @@ def motivations_tick(force: bool = False) -> dict | None:
     finally:
         lock.release()
     return summary
+
+
+@shared_task(name="loom.workspace_cleanup", ignore_result=True)
+def workspace_cleanup_task(force: bool = False) -> dict | None:
+    """Remove the worktrees of beads closed for LOOM_WORKTREE_RETENTION_SECONDS, or deleted (0: none is removed)."""
+    cfg = current_app.config
+    client = current_app.extensions["loom.redis"]()
+    if cfg["WORKTREE_RETENTION_SECONDS"] <= 0 or (
+            not force and not first_this_tick(client, CLEANUP_TICK, cfg["CLEANUP_INTERVAL"])):
+        return None
+    lock = client.lock(CLEANUP_LOCK, timeout=600, blocking=False)
+    if not lock.acquire():
+        return None  # the previous clean-up is still at work
+    try:
+        return workspace_cleanup.prune_worktrees(cfg["DATA_DIR"], cfg["WORKTREE_RETENTION_SECONDS"])
+    finally:
+        lock.release()

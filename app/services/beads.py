@@ -1,18 +1,22 @@
 """Bead CRUD: create, read, list with filters, update, close/unblock/reopen, delete, comments."""
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 
 from sqlalchemy import exists, select
 
 from app.extensions import db
 from app.models import BEAD_STATUSES, BEAD_TYPES, Agent, Bead, BeadDependency, BeadTag, Comment, User, utcnow
-from app.services import bead_graph
+from app.services import bead_graph, workspace_cleanup
+from app.services.workspace import WorkspaceError
 from app.services.events import emit
 from app.services.personas import triage_persona
 from app.services.errors import Conflict, NotFound, ValidationError
 from app.services.projects import get_project
 from app.services import paging
+
+log = logging.getLogger("loom.beads")
 
 MAX_TAGS = 20
 
@@ -262,8 +266,9 @@ def reopen_bead(bead_id: int, reason: str | None = None, actor: str | None = Non
     return bead
 
 
-def delete_bead(bead_id: int, force: bool = False) -> None:
-    """Refuse to delete a bead others depend on (or one being worked on) unless `force` is given."""
+def delete_bead(bead_id: int, force: bool = False, data_dir: str | None = None) -> None:
+    """Refuse to delete a bead others depend on (or one being worked on) unless `force` is given. With `data_dir`,
+    its worktree goes and its branch is renamed (workspace_cleanup.retire_bead_workspace)."""
     bead = get_bead(bead_id)
     dependants = db.session.scalars(
         select(BeadDependency.bead_id).where(BeadDependency.blocker_id == bead_id).order_by(BeadDependency.bead_id)
@@ -279,6 +284,11 @@ def delete_bead(bead_id: int, force: bool = False) -> None:
     project_id, freed = bead.project_id, _release_agent(bead)
     db.session.delete(bead)
     db.session.commit()
+    if data_dir is not None:
+        try:
+            workspace_cleanup.retire_bead_workspace(data_dir, project_id, bead_id)
+        except WorkspaceError as exc:  # the row is gone either way; the periodic clean-up removes the worktree
+            log.warning("bead %s deleted, its workspace not retired: %s", bead_id, exc)
     emit("bead.deleted", project_id=project_id, bead_id=bead_id)
     if freed is not None:
         emit("agent.status_changed", project_id=project_id, agent_id=freed, data={"status": "idle"})

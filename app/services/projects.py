@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import GIT_STRATEGIES, Agent, Persona, Project
-from app.services import workspace
+from app.services import workspace, workspace_cleanup
 from app.services.errors import Conflict, NotFound, ValidationError
 
 _BRANCH = re.compile(r"^(?!/)(?!.*\.\.)(?!.*//)[A-Za-z0-9._/-]{1,100}(?<!/)(?<!\.lock)$")
@@ -90,8 +90,11 @@ def update_project(project_id: int, changes: dict) -> Project:
     return project
 
 
-def delete_project(project_id: int) -> None:
-    """Delete a project with its beads and agents (the database cascades)."""
+def delete_project(project_id: int, data_dir: str | None = None) -> None:
+    """Delete a project with its beads and agents (the database cascades); with `data_dir`, its folder (repository
+    and worktrees) is moved aside to <data_dir>/deleted/, so a project created later never starts from it."""
     project = get_project(project_id)
     db.session.delete(project)
     db.session.commit()
+    if data_dir is not None:
+        workspace_cleanup.set_aside_project_folder(data_dir, project_id)

@@ -108,7 +108,7 @@ def project_dir(data_dir: str | Path, project_id: int) -> Path:
 
 
 @contextmanager
-def _project_lock(data_dir: str | Path, project_id: int) -> Iterator[Path]:
+def project_lock(data_dir: str | Path, project_id: int) -> Iterator[Path]:
     """Exclusive per-project lock; held only around bounded git work (the longest is a clone, 300 s)."""
     pdir = project_dir(data_dir, project_id)
     pdir.mkdir(parents=True, exist_ok=True)
@@ -153,7 +153,7 @@ def _initial_commit(repo: Path, project_id: int, branch: str) -> None:
 def ensure_project_repo(data_dir: str | Path, project_id: int, git_repo: str | None,
                         default_branch: str = "main") -> Path:
     """Create (git init) or clone the project's repository once, on `default_branch`; idempotent."""
-    with _project_lock(data_dir, project_id) as pdir:
+    with project_lock(data_dir, project_id) as pdir:
         repo = pdir / "repo"
         _check_branch(pdir, default_branch)
         if (repo / ".git").is_dir():
@@ -188,7 +188,7 @@ def ensure_worktree(data_dir: str | Path, project_id: int, bead_id: int, default
 
     A folder that is no longer a valid worktree is replaced (its uncommitted changes are lost; committed
     work lives on the branch, which is reused)."""
-    with _project_lock(data_dir, project_id) as pdir:
+    with project_lock(data_dir, project_id) as pdir:
         repo, wt, branch = pdir / "repo", pdir / "worktrees" / f"bead-{int(bead_id)}", f"bead/{int(bead_id)}"
         if not (repo / ".git").is_dir():
             raise WorkspaceError(f"project {project_id} has no repository yet")
@@ -254,7 +254,7 @@ def _unregister_worktree(repo: Path, wt: Path) -> None:
 
 def remove_worktree(data_dir: str | Path, project_id: int, bead_id: int) -> None:
     """Remove the bead's worktree folder and its registration; the branch bead/<id> is kept."""
-    with _project_lock(data_dir, project_id) as pdir:
+    with project_lock(data_dir, project_id) as pdir:
         repo, wt = pdir / "repo", pdir / "worktrees" / f"bead-{int(bead_id)}"
         if (repo / ".git").is_dir():
             run_git(repo, "worktree", "remove", "--force", str(wt), check=False)
@@ -264,7 +264,7 @@ def remove_worktree(data_dir: str | Path, project_id: int, bead_id: int) -> None
 
 def merge_to_default(data_dir: str | Path, project_id: int, bead_id: int, default_branch: str = "main") -> str:
     """Merge bead/<id> into the default branch (--no-ff); on conflict abort, leaving it untouched."""
-    with _project_lock(data_dir, project_id) as pdir:
+    with project_lock(data_dir, project_id) as pdir:
         repo, branch = pdir / "repo", f"bead/{int(bead_id)}"
         _check_branch(pdir, default_branch)
         if not _has_commit(repo, f"refs/heads/{branch}"):

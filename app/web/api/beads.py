@@ -49,7 +49,7 @@ def update_bead(bead_id: int, body: s.BeadUpdate):
 @route(bp, ONE, methods=("DELETE",), permission="beads:write", status=204, tag="beads", query=s.DeleteOptions,
        summary="Delete a bead (refused while others depend on it, unless force=true)")
 def delete_bead(bead_id: int, query: s.DeleteOptions):
-    service.delete_bead(bead_id, force=query.force)
+    service.delete_bead(bead_id, force=query.force, data_dir=current_app.config["DATA_DIR"])
     return "", 204
 
 

@@ -39,5 +39,5 @@ def update_project(project_id: int, body: s.ProjectUpdate):
 @route(bp, "/projects/<id:project_id>", methods=("DELETE",), permission="projects:admin", status=204,
        tag="projects", summary="Delete a project with its beads and agents")
 def delete_project(project_id: int):
-    service.delete_project(project_id)
+    service.delete_project(project_id, current_app.config["DATA_DIR"])
     return "", 204
