@@ -35,3 +35,13 @@ def test_unknown_benchmark_is_refused():
     done = bench("--only", "ralph,nosuch", timeout=60)
     assert done.returncode == 2
     assert "unknown benchmark(s): nosuch" in done.stderr
+
+
+def test_quick_throughput_run_prints_the_scaling_and_peak_rows():
+    done = bench("--quick", "--only", "throughput", timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    for row in ("1 worker process x 1 thread", "2 worker processes x 1 thread", "throughput scaling, 2 / 1 worker "
+                "processes (1 thread each)", "1 worker process x 10 threads", "peak scaling, 2 / 1 worker processes"):
+        assert row in out, row
+    assert "40 beads x 3 turns @ 50 ms" in out and "CPU per step" in out and "FAILED" not in out
