@@ -69,6 +69,7 @@ DEFAULTS: dict[str, tuple[Any, type]] = {
     "WEBHOOK_MAX_ATTEMPTS": (6, int),  # tries per webhook delivery before it is marked failed
     "WEBHOOK_BACKOFF": (30.0, float),  # seconds before the first retry; each next one waits 4x longer (max 6 h)
     "WEBHOOKS_INTERVAL": (15.0, float),  # seconds between Beat ticks that send webhook retries that are due
+    "WEBHOOK_ALLOW_PRIVATE": (False, bool),  # webhooks may target loopback/private/link-local addresses too
 }
 
 

@@ -52,7 +52,7 @@ def _inbox(person: As, **query) -> dict:
 
 
 def test_a_run_feeds_the_activity_list_and_notifies_the_right_people(make_engine):
-    engine = make_engine(SCRIPT)
+    engine = make_engine(SCRIPT, WEBHOOK_ALLOW_PRIVATE=True)  # the receivers listen on this machine
     api = Client(engine.app)
     alice, as_alice = _person(api, engine.app)
     bob, as_bob = _person(api, engine.app)
@@ -145,7 +145,8 @@ def test_a_redelivered_event_changes_nothing(make_engine):
 
 
 def test_webhook_retries_back_off_until_delivered_and_give_up_on_a_refusal(make_engine):
-    engine = make_engine(SCRIPT, WEBHOOK_BACKOFF=0.3, WEBHOOK_TIMEOUT=1.0, WEBHOOK_MAX_ATTEMPTS=4)
+    engine = make_engine(SCRIPT, WEBHOOK_BACKOFF=0.3, WEBHOOK_TIMEOUT=1.0, WEBHOOK_MAX_ATTEMPTS=4,
+                         WEBHOOK_ALLOW_PRIVATE=True)
     api = Client(engine.app)
     flaky_user, as_flaky = _person(api, engine.app)
     strict_user, as_strict = _person(api, engine.app)
@@ -298,7 +299,7 @@ def test_quiet_hours_hold_webhooks_until_they_end(start, end, now, until):
 
 def test_preferences_choose_types_priorities_and_quiet_hours(make_engine):
     from datetime import UTC, datetime, timedelta
-    engine = make_engine(SCRIPT)
+    engine = make_engine(SCRIPT, WEBHOOK_ALLOW_PRIVATE=True)
     api = Client(engine.app)
     picky, as_picky = _person(api, engine.app)
     sleeper, as_sleeper = _person(api, engine.app)

@@ -40,7 +40,7 @@ def _feed_lock(name: str):
 def webhook_settings() -> webhooks.WebhookSettings:
     cfg = current_app.config
     return webhooks.WebhookSettings(timeout_s=cfg["WEBHOOK_TIMEOUT"], max_attempts=cfg["WEBHOOK_MAX_ATTEMPTS"],
-                                    backoff_s=cfg["WEBHOOK_BACKOFF"])
+                                    backoff_s=cfg["WEBHOOK_BACKOFF"], allow_private=cfg["WEBHOOK_ALLOW_PRIVATE"])
 
 
 @shared_task(name="loom.team_event", ignore_result=True, autoretry_for=(OperationalError,), retry_backoff=2,

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 from app.extensions import db
 from app.models import NotificationPreference, iso
+from app.services import webhook_targets
 from app.services.errors import ValidationError
 from app.services.notification_rules import NOTIFICATION_TYPES
 from app.services.secrets import decrypt_secret, encrypt_secret
@@ -54,8 +55,10 @@ def _check_url(url: str) -> str:
     return url
 
 
-def update_preferences(user_id: int, changes: dict) -> tuple[NotificationPreference, str | None]:
-    """Apply the given fields; returns the preferences and a newly generated webhook secret (else None)."""
+def update_preferences(user_id: int, changes: dict, allow_private_webhooks: bool = False
+                       ) -> tuple[NotificationPreference, str | None]:
+    """Apply the given fields; returns the preferences and a newly generated webhook secret (else None). A webhook URL
+    at a private or local address is refused unless `allow_private_webhooks` (webhook_targets)."""
     pref = preference_of(user_id) or NotificationPreference(user_id=user_id, min_priority=3, webhook_enabled=False)
     if "types" in changes:
         types = changes["types"]
@@ -76,6 +79,9 @@ def update_preferences(user_id: int, changes: dict) -> tuple[NotificationPrefere
         raise ValidationError("quiet hours need both quiet_start and quiet_end", "quiet_end")
     if "webhook_url" in changes:
         pref.webhook_url = _check_url(changes["webhook_url"]) if changes["webhook_url"] else None
+        problem = None if allow_private_webhooks or not pref.webhook_url else webhook_targets.refusal(pref.webhook_url)
+        if problem:
+            raise ValidationError(f"webhook_url: {problem}", "webhook_url")
     generated = None
     if changes.get("webhook_secret") is not None:
         if len(changes["webhook_secret"]) < MIN_SECRET:

@@ -18,6 +18,7 @@ from sqlalchemy import or_, select, update
 
 from app.extensions import db
 from app.models import Notification, User, WebhookDelivery, iso, utcnow
+from app.services import webhook_targets
 from app.services.notification_prefs import preference_of, webhook_secret
 
 log = logging.getLogger("loom.webhooks")
@@ -32,6 +33,7 @@ class WebhookSettings:
     timeout_s: float = 10.0
     max_attempts: int = 6
     backoff_s: float = 30.0
+    allow_private: bool = False  # LOOM_WEBHOOK_ALLOW_PRIVATE: receivers on the installation's own network
 
 
 def sign(body: bytes, secret: str) -> str:
@@ -89,6 +91,11 @@ def deliver(delivery_id: int, http: httpx.Client, settings: WebhookSettings) -> 
     secret = webhook_secret(pref) if pref is not None else None
     if user is None or not secret:
         _record(delivery, WebhookSettings(max_attempts=0), None, "the user has no webhook secret any more")
+        return delivery
+    refused = None if settings.allow_private else webhook_targets.refusal(delivery.url)
+    if refused:  # checked at each attempt: a name may resolve elsewhere than when it was saved
+        _record(delivery, WebhookSettings(max_attempts=0), None, f"not sent: {refused}")
+        log.warning("webhook delivery %s not sent: %s", delivery.id, refused)
         return delivery
     body = payload(delivery, notification, user.username)
     headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, "X-Loom-Event": notification.type,

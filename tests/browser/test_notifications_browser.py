@@ -30,7 +30,7 @@ def live(page) -> None:
 
 
 def test_two_people_see_their_own_notifications_live(make_stack, pages):
-    stack = make_stack(SCRIPT, workers=1)
+    stack = make_stack(SCRIPT, workers=1, WEBHOOK_ALLOW_PRIVATE=True)  # her receiver listens on this machine
     people = {}
     for who in ("alice", "bob"):
         name, password = unique(who), "password-" + unique()

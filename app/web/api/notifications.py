@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
+from flask import current_app
 from pydantic import Field
 
 from app.services import notification_prefs as prefs
@@ -66,7 +67,7 @@ def get_preferences():
        summary="Change your notification preferences (only the fields sent; a webhook URL without a secret gets "
                "a generated one, shown once in this answer)")
 def put_preferences(body: PreferencesUpdate):
-    _, generated = prefs.update_preferences(_me(), body.given())
+    _, generated = prefs.update_preferences(_me(), body.given(), current_app.config["WEBHOOK_ALLOW_PRIVATE"])
     return prefs.preferences_view(_me(), generated)
 
 
