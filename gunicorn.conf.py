@@ -18,3 +18,5 @@ graceful_timeout = 20
 keepalive = 5
 loglevel = _cfg["LOG_LEVEL"].lower()
 logconfig_dict = gunicorn_logconfig(_cfg["LOG_LEVEL"], _cfg["LOG_FORMAT"])
+# Request lines up to 8 KiB (gunicorn's most; its default 4 KiB answered a long filtered list URL with an HTML 414).
+limit_request_line = 8190
