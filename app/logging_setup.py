@@ -13,6 +13,7 @@ import logging
 import re
 import sys
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -84,6 +85,28 @@ class ContextFilter(logging.Filter):
         return True
 
 
+class QuietBeatSendErrors(logging.Filter):
+    """Celery Beat logs each scheduled task it fails to send with the sending stack and the whole traceback
+    ("Message Error: ..."): while Redis is down that is dozens of lines every 10 s. One line a minute says it."""
+
+    def __init__(self, every_s: float = 60.0) -> None:
+        super().__init__()
+        self.every_s, self.last = every_s, float("-inf")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name != "celery.beat" or not str(record.msg).startswith("Message Error"):
+            return True
+        now = time.monotonic()
+        if now - self.last < self.every_s:
+            return False
+        self.last = now
+        error = record.args[0] if isinstance(record.args, tuple) and record.args else record.exc_info
+        record.msg = "scheduled tasks are not being sent (is the broker reachable?): %s; Beat tries again every " \
+                     "tick, and says so at most once a minute"
+        record.args, record.exc_info, record.exc_text = (error,), None, None
+        return True
+
+
 def _ids(record: logging.LogRecord) -> dict[str, Any]:
     return {key: value for key in CONTEXT_KEYS if (value := getattr(record, key, None)) is not None}
 
@@ -134,6 +157,7 @@ def build_handler(fmt: str = "text") -> LoomHandler:
     handler = LoomHandler()
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.addFilter(ContextFilter())
+    handler.addFilter(QuietBeatSendErrors())
     return handler
 
 

@@ -54,6 +54,24 @@ def test_configured_secrets_and_context_ids_in_json_lines(capfd):
     assert (mine[0]["bead_id"], mine[0]["run_id"]) == (7, 9) and "bead_id" not in mine[2]
     with pytest.raises(ValueError, match="LOOM_LOG_FORMAT"):
         configure_logging("INFO", "xml")
+
+
+def test_beat_says_once_a_minute_that_it_cannot_send_not_a_traceback_a_task(capfd):
+    """What celery.beat's Scheduler.apply_entry logs for each entry while Redis is down."""
+    configure_logging("INFO", "json")
+    beat = logging.getLogger("celery.beat")
+    for _ in range(6):  # six entries due in one tick, or the ticks of the next minute
+        try:
+            raise ConnectionRefusedError(111, "Connection refused")
+        except ConnectionRefusedError as exc:
+            beat.error("Message Error: %s\n%s", exc, ["  File beat.py, line 1, in tick\n"], exc_info=True)
+    beat.info("Scheduler: Sending due task ralph-tick (loom.ralph_tick)")  # other lines pass untouched
+    configure_logging("INFO", "text")
+    lines = [json.loads(line) for line in capfd.readouterr().err.splitlines() if line.startswith("{")]
+    mine = [entry for entry in lines if entry["logger"] == "celery.beat"]
+    assert len(mine) == 2 and "exc" not in mine[0] and "File beat.py" not in mine[0]["message"]
+    assert "not being sent" in mine[0]["message"] and "Connection refused" in mine[0]["message"]
+    assert mine[1]["message"].startswith("Scheduler: Sending due task")
     with pytest.raises(ValueError, match="LOOM_LOG_LEVEL"):
         configure_logging("LOUD", "json")
 
