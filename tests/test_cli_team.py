@@ -69,8 +69,10 @@ def test_preferences_from_the_shell(loom, person):
                          "decision.waiting", "--min-priority", "1", "--quiet", "22:00-07:00", key=token))
     assert (prefs["types"], prefs["min_priority"], prefs["quiet_start"], prefs["quiet_end"]) == \
         (["bead.assigned", "decision.waiting"], 1, "22:00", "07:00")
-    shown = ok(loom("notifications", "prefs", "--webhook-url", "http://127.0.0.1:9/hook", "--webhook", key=token))
-    assert "Save this webhook secret now" in shown and "http://127.0.0.1:9/hook" in shown
+    shown = ok(loom("notifications", "prefs", "--webhook-url", "https://93.184.215.14/hook", "--webhook", key=token))
+    assert "Save this webhook secret now" in shown and "https://93.184.215.14/hook" in shown
+    local = failed(loom("notifications", "prefs", "--webhook-url", "http://127.0.0.1:9/hook", key=token))
+    assert "webhook_url" in local and "LOOM_WEBHOOK_ALLOW_PRIVATE=true" in local  # the installation's own network
     cleared = as_json(loom("-o", "json", "notifications", "prefs", "--quiet", "off", "--all-types", "--no-webhook",
                            key=token))
     assert (cleared["types"], cleared["quiet_start"], cleared["webhook_enabled"]) == (None, None, False)

@@ -43,9 +43,14 @@ def test_worktrees_no_bead_needs_are_removed_and_come_back_from_their_branch(ctx
     assert sorted(summary["pruned"]) == sorted([old, deleted]) and summary["kept_dirty"] == [dirty]
     assert not trees[old].exists() and not trees[deleted].exists()
     assert trees[recent].is_dir() and trees[working].is_dir() and (trees[dirty] / "draft.txt").exists()
-    listed = subprocess.run(["git", "-C", str(data / "projects" / str(project["id"]) / "repo"), "worktree", "list"],
-                            capture_output=True, text=True, check=True).stdout
+    repo = data / "projects" / str(project["id"]) / "repo"
+    listed = subprocess.run(["git", "-C", str(repo), "worktree", "list"], capture_output=True, text=True,
+                            check=True).stdout
     assert f"bead-{old}" not in listed and f"bead-{recent}" in listed  # git's own registrations follow
+    branches = subprocess.run(["git", "-C", str(repo), "branch", "--format=%(refname:short)"], capture_output=True,
+                              text=True, check=True).stdout.split()
+    assert f"bead/{old}" in branches and f"bead/{deleted}" not in branches  # a deleted bead's branch is retired
+    assert any(b.startswith(f"deleted/bead-{deleted}-") for b in branches)
     assert workspace_cleanup.prune_worktrees(data, retention_s=86_400)["pruned"] == []  # nothing left to do
 
     again = workspace.ensure_worktree(data, project["id"], old)  # the bead reopened: its branch comes back
@@ -98,3 +103,22 @@ def test_a_deleted_beads_worktree_goes_and_its_branch_is_renamed(ctx, api, proje
     assert any(b.startswith(f"deleted/bead-{bead}-") for b in branches)  # its commits are kept under another name
     fresh = workspace.ensure_worktree(data, project["id"], bead)  # a later bead given the same number
     assert not (fresh / "half.txt").exists()
+
+
+def test_a_bead_reopened_since_the_first_look_keeps_its_worktree(ctx, api, project, tmp_path: Path, monkeypatch):
+    """The pass decides again under the project's lock, right before removing (here the bead is reopened between
+    the pass's first look and its turn at the lock)."""
+    data = tmp_path / "data"
+    workspace.ensure_project_repo(data, project["id"], None)
+    bead = _bead(api, project, "back again")
+    tree = workspace.ensure_worktree(data, project["id"], bead)
+    _closed(bead, timedelta(days=2))
+    real_lock = workspace.project_lock
+
+    def reopened_first(data_dir, project_id):
+        db.session.execute(update(Bead).where(Bead.id == bead).values(status="in_progress", closed_at=None))
+        db.session.commit()
+        return real_lock(data_dir, project_id)
+    monkeypatch.setattr(workspace, "project_lock", reopened_first)
+    assert workspace_cleanup.prune_worktrees(data, retention_s=86_400) == {"pruned": [], "kept_dirty": []}
+    assert tree.is_dir()

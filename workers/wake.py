@@ -80,7 +80,7 @@ def _waking(callback, waker: LoopWaker):
 
 def wrap_pool(pool: ThreadTaskPool, waker: LoopWaker) -> None:
     """Every task the pool runs from now on wakes the loop once accepted and once its callback (the ack) ran."""
-    submit = ThreadTaskPool.on_apply.__get__(pool)
+    submit = pool.on_apply  # the pool's own (a subclass's, if it has one)
 
     def on_apply(target, args=None, kwargs=None, callback=None, accept_callback=None, **rest):
         return submit(target, args, kwargs, _waking(callback, waker), _waking(accept_callback, waker), **rest)
@@ -108,7 +108,8 @@ class WakeEventLoop(bootsteps.StartStopStep):
         c.hub.add_reader(c.loom_waker.read_fd, c.loom_waker.drain)
 
     def stop(self, c) -> None:
-        if c.loom_waker is not None and c.hub is not None:
+        # At shutdown the Hub step has closed the hub already: asking it then would open a new epoll (a leaked fd).
+        if c.loom_waker is not None and c.hub is not None and getattr(c.hub, "_poller", None) is not None:
             c.hub.remove_reader(c.loom_waker.read_fd)
 
     def shutdown(self, c) -> None:

@@ -287,7 +287,7 @@ def delete_bead(bead_id: int, force: bool = False, data_dir: str | None = None) 
     if data_dir is not None:
         try:
             workspace_cleanup.retire_bead_workspace(data_dir, project_id, bead_id)
-        except WorkspaceError as exc:  # the row is gone either way; the periodic clean-up removes the worktree
+        except (WorkspaceError, OSError) as exc:  # the row is gone either way; the periodic clean-up retires it
             log.warning("bead %s deleted, its workspace not retired: %s", bead_id, exc)
     emit("bead.deleted", project_id=project_id, bead_id=bead_id)
     if freed is not None:

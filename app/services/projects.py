@@ -1,6 +1,7 @@
 """Projects: create (with a default team of agents), read, update, delete."""
 from __future__ import annotations
 
+import logging
 import re
 
 from sqlalchemy import func, select
@@ -9,6 +10,8 @@ from app.extensions import db
 from app.models import GIT_STRATEGIES, Agent, Persona, Project
 from app.services import workspace, workspace_cleanup
 from app.services.errors import Conflict, NotFound, ValidationError
+
+log = logging.getLogger("loom.projects")
 
 _BRANCH = re.compile(r"^(?!/)(?!.*\.\.)(?!.*//)[A-Za-z0-9._/-]{1,100}(?<!/)(?<!\.lock)$")
 _URL = re.compile(r"^(https?|ssh|git|file)://\S+$|^[\w.-]+@[\w.-]+:\S+$")
@@ -97,4 +100,8 @@ def delete_project(project_id: int, data_dir: str | None = None) -> None:
     db.session.delete(project)
     db.session.commit()
     if data_dir is not None:
-        workspace_cleanup.set_aside_project_folder(data_dir, project_id)
+        try:
+            workspace_cleanup.set_aside_project_folder(data_dir, project_id)
+        except OSError as exc:  # the rows are gone either way: say where the folder stayed
+            log.error("project %s deleted, its folder %s not moved aside: %s", project_id,
+                      workspace.project_dir(data_dir, project_id), exc)

@@ -92,16 +92,22 @@ def deliver(delivery_id: int, http: httpx.Client, settings: WebhookSettings) -> 
     if user is None or not secret:
         _record(delivery, WebhookSettings(max_attempts=0), None, "the user has no webhook secret any more")
         return delivery
-    refused = None if settings.allow_private else webhook_targets.refusal(delivery.url)
-    if refused:  # checked at each attempt: a name may resolve elsewhere than when it was saved
-        _record(delivery, WebhookSettings(max_attempts=0), None, f"not sent: {refused}")
-        log.warning("webhook delivery %s not sent: %s", delivery.id, refused)
+    try:  # checked at each attempt, and sent to the address checked: a name may resolve elsewhere each time
+        target = webhook_targets.Target(delivery.url) if settings.allow_private else webhook_targets.pinned(
+            delivery.url)
+    except webhook_targets.Refused as exc:
+        _record(delivery, WebhookSettings(max_attempts=0), None, f"not sent: {exc}")
+        log.warning("webhook delivery %s not sent: %s", delivery.id, exc)
+        return delivery
+    except OSError as exc:  # the name did not resolve: a failed attempt like a refused connection
+        _record(delivery, settings, None, f"not sent: {exc}")
         return delivery
     body = payload(delivery, notification, user.username)
     headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, "X-Loom-Event": notification.type,
                "X-Loom-Delivery": str(delivery.id), "X-Loom-Signature": sign(body, secret)}
     try:
-        answer = http.post(delivery.url, content=body, headers=headers, timeout=settings.timeout_s)
+        answer = http.post(target.url, content=body, headers={**headers, **target.headers}, timeout=settings.timeout_s,
+                           extensions=target.extensions)
         status, error = answer.status_code, None if answer.is_success else f"HTTP {answer.status_code}"
     except httpx.HTTPError as exc:
         status, error = None, f"{type(exc).__name__}: {exc}"

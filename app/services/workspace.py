@@ -255,11 +255,18 @@ def _unregister_worktree(repo: Path, wt: Path) -> None:
 def remove_worktree(data_dir: str | Path, project_id: int, bead_id: int) -> None:
     """Remove the bead's worktree folder and its registration; the branch bead/<id> is kept."""
     with project_lock(data_dir, project_id) as pdir:
-        repo, wt = pdir / "repo", pdir / "worktrees" / f"bead-{int(bead_id)}"
-        if (repo / ".git").is_dir():
-            run_git(repo, "worktree", "remove", "--force", str(wt), check=False)
-            shutil.rmtree(wt, ignore_errors=True)
-            run_git(repo, "worktree", "prune")
+        remove_worktree_locked(pdir, bead_id)
+
+
+def remove_worktree_locked(pdir: Path, bead_id: int) -> None:
+    """remove_worktree for a caller that holds the project's lock already (a second flock would wait for itself)."""
+    repo, wt = pdir / "repo", pdir / "worktrees" / f"bead-{int(bead_id)}"
+    has_repo = (repo / ".git").is_dir()
+    if has_repo:
+        run_git(repo, "worktree", "remove", "--force", str(wt), check=False)
+    shutil.rmtree(wt, ignore_errors=True)  # what git left (or a folder whose repository is gone)
+    if has_repo:
+        run_git(repo, "worktree", "prune")
 
 
 def merge_to_default(data_dir: str | Path, project_id: int, bead_id: int, default_branch: str = "main") -> str:

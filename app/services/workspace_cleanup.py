@@ -63,58 +63,84 @@ def _dirty(tree: Path) -> bool:
         return True
 
 
-def prune_worktrees(data_dir: str | Path, retention_s: float, now: datetime | None = None,
-                    limit: int = PRUNE_BATCH) -> dict:
-    """Remove the worktrees no bead needs any more: {"pruned": [bead ids], "kept_dirty": [bead ids]}."""
-    now = now or utcnow()
-    on_disk = worktrees_on_disk(data_dir)
-    beads: dict[int, tuple[int, str, datetime | None]] = {}
-    ids = [bead_id for _, bead_id in on_disk]
+def _bead_rows(ids: list[int]) -> dict[int, tuple[int, str, datetime | None]]:
+    """bead id -> (project id, status, closed_at), for the ids that still exist."""
+    rows: dict[int, tuple[int, str, datetime | None]] = {}
     for start in range(0, len(ids), 500):
         chunk = ids[start:start + 500]
         for bead_id, project_id, status, closed_at in db.session.execute(
                 select(Bead.id, Bead.project_id, Bead.status, Bead.closed_at).where(Bead.id.in_(chunk))):
-            beads[bead_id] = (project_id, status, closed_at)
-    db.session.commit()  # nothing held open over the git calls below
-    cutoff = now - timedelta(seconds=retention_s)
+            rows[bead_id] = (project_id, status, closed_at)
+    db.session.commit()  # no transaction held open over the git calls that follow
+    return rows
+
+
+def _verdict(bead: tuple[int, str, datetime | None] | None, project_id: int, cutoff: datetime) -> str | None:
+    """"gone" (deleted, or the number now names another project's bead), "closed" (closed before the cutoff), or
+    None (still needed)."""
+    if bead is None or bead[0] != project_id:
+        return "gone"
+    return "closed" if bead[1] == "closed" and bead[2] is not None and bead[2] <= cutoff else None
+
+
+def prune_worktrees(data_dir: str | Path, retention_s: float, now: datetime | None = None,
+                    limit: int = PRUNE_BATCH) -> dict:
+    """Remove the worktrees no bead needs any more: {"pruned": [bead ids], "kept_dirty": [bead ids]}.
+
+    Each one is decided again under its project's lock, right before it goes: a bead reopened and started since
+    the first look keeps its worktree (a turn that makes or repairs a worktree takes the same lock)."""
+    cutoff = (now or utcnow()) - timedelta(seconds=retention_s)
+    on_disk = worktrees_on_disk(data_dir)
+    first_look = _bead_rows([bead_id for _, bead_id in on_disk])
     pruned, kept = [], []
     for project_id, bead_id in on_disk:
         if len(pruned) >= limit:
             break
-        bead = beads.get(bead_id)
-        gone = bead is None or bead[0] != project_id  # deleted (or the number now names another project's bead)
-        if not gone and not (bead[1] == "closed" and bead[2] is not None and bead[2] <= cutoff):
-            continue
-        tree = workspace.project_dir(data_dir, project_id) / "worktrees" / f"bead-{bead_id}"
-        if not gone and _dirty(tree):
-            kept.append(bead_id)
+        if _verdict(first_look.get(bead_id), project_id, cutoff) is None:
             continue
         try:
-            workspace.remove_worktree(data_dir, project_id, bead_id)
-        except WorkspaceError as exc:
+            with workspace.project_lock(data_dir, project_id) as pdir:
+                verdict = _verdict(_bead_rows([bead_id]).get(bead_id), project_id, cutoff)
+                tree = pdir / "worktrees" / f"bead-{bead_id}"
+                if verdict is None:
+                    continue
+                if verdict == "closed" and _dirty(tree):
+                    kept.append(bead_id)
+                    continue
+                workspace.remove_worktree_locked(pdir, bead_id)
+                if verdict == "gone":
+                    _retire_branch(pdir / "repo", bead_id, now)
+        except (WorkspaceError, OSError) as exc:
             log.warning("worktree of bead %s in project %s not removed: %s", bead_id, project_id, exc)
             continue
-        pruned.append(bead_id)
+        if tree.exists():
+            log.warning("worktree of bead %s in project %s could not be removed", bead_id, project_id)
+        else:
+            pruned.append(bead_id)
     if pruned:
         log.info("removed %d worktrees of beads closed over %s s ago or deleted: %s", len(pruned), int(retention_s),
                  pruned)
     return {"pruned": pruned, "kept_dirty": kept}
 
 
+def _retire_branch(repo: Path, bead_id: int, now: datetime | None) -> None:
+    """bead/<id> becomes deleted/bead-<id>-<time> (its commits stay); nothing when there is no such branch."""
+    branch = f"bead/{int(bead_id)}"
+    if not (repo / ".git").is_dir() or workspace.run_git(
+            repo, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}", check=False).returncode:
+        return
+    stamp = (now or utcnow()).strftime("%Y%m%dT%H%M%SZ")
+    workspace.run_git(repo, "branch", "-m", branch, f"deleted/bead-{int(bead_id)}-{stamp}")
+
+
 def retire_bead_workspace(data_dir: str | Path, project_id: int, bead_id: int, now: datetime | None = None) -> None:
     """A deleted bead's worktree goes and its branch is renamed deleted/bead-<id>-<time> (its commits stay), so a
     bead that gets the same number later (SQLite can hand one out again) starts from the default branch."""
-    pdir = workspace.project_dir(data_dir, project_id)
-    repo = pdir / "repo"
-    if not (repo / ".git").is_dir():
+    if not workspace.project_dir(data_dir, project_id).is_dir():
         return
-    workspace.remove_worktree(data_dir, project_id, bead_id)
-    branch = f"bead/{int(bead_id)}"
-    stamp = (now or utcnow()).strftime("%Y%m%dT%H%M%SZ")
-    with workspace.project_lock(data_dir, project_id):
-        if workspace.run_git(repo, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}", check=False).returncode:
-            return  # it never had a branch
-        workspace.run_git(repo, "branch", "-m", branch, f"deleted/bead-{int(bead_id)}-{stamp}")
+    with workspace.project_lock(data_dir, project_id) as pdir:
+        workspace.remove_worktree_locked(pdir, bead_id)
+        _retire_branch(pdir / "repo", bead_id, now)
 
 
 def set_aside_project_folder(data_dir: str | Path, project_id: int, now: datetime | None = None) -> Path | None:

@@ -34,7 +34,10 @@ def parse_when(value: object) -> datetime:
     text = UNENCODED_PLUS.sub(r"\1+\2", value.strip())
     relative = RELATIVE.match(text)
     if relative:
-        return datetime.now(UTC) - timedelta(**{UNITS[relative.group(2)]: int(relative.group(1))})
+        try:
+            return datetime.now(UTC) - timedelta(**{UNITS[relative.group(2)]: int(relative.group(1))})
+        except OverflowError:  # further back than a datetime goes (year 1)
+            raise ValueError("that span reaches further back than year 1") from None
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
