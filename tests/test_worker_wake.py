@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from tests.celery_worker import thread_worker
 from tests.conftest import ROOT
@@ -22,13 +24,19 @@ def _pending(waker: wake.LoopWaker) -> bytes:
         return b""
 
 
-def test_each_task_wakes_the_loop_when_it_starts_and_when_its_slot_frees(make_engine):
+@contextmanager
+def _one_slot_worker(make_engine) -> Iterator[tuple[object, object, wake.LoopWaker]]:
+    """(Celery app, consumer, its waker) of a real one-thread worker with the wake step installed."""
     engine = make_engine({"rules": []})
     celery_app = engine.app.extensions["celery"]
     wake.install(celery_app)
     with thread_worker(celery_app, concurrency=1) as worker:
         consumer = worker.consumer
-        waker = wait_for(lambda: consumer.loom_waker, timeout=30)
+        yield celery_app, consumer, wait_for(lambda: consumer.loom_waker, timeout=30)
+
+
+def test_each_task_wakes_the_loop_when_it_starts_and_when_its_slot_frees(make_engine):
+    with _one_slot_worker(make_engine) as (celery_app, consumer, waker):
         assert waker.read_fd in consumer.hub.readers  # the loop listens to the pipe
         before = waker.wakes
         for _ in range(5):  # one slot: each task waits for the slot the one before it freed
@@ -46,12 +54,7 @@ def test_each_task_wakes_the_loop_when_it_starts_and_when_its_slot_frees(make_en
 
 def test_the_reader_comes_back_after_the_hub_lost_it(make_engine):
     """A lost broker connection resets the hub (its readers go) and restarts the consumer's steps."""
-    engine = make_engine({"rules": []})
-    celery_app = engine.app.extensions["celery"]
-    wake.install(celery_app)
-    with thread_worker(celery_app, concurrency=1) as worker:
-        consumer = worker.consumer
-        waker = wait_for(lambda: consumer.loom_waker, timeout=30)
+    with _one_slot_worker(make_engine) as (celery_app, consumer, waker):
         step = next(s for s in consumer.blueprint.steps.values() if isinstance(s, wake.WakeEventLoop))
         step.stop(consumer)
         assert waker.read_fd not in consumer.hub.readers
