@@ -3,15 +3,18 @@ a redelivered step never asks the LLM twice nor repeats a recorded effect; a sta
 from __future__ import annotations
 
 import json
+import threading
+import time
 
 from sqlalchemy import func, select
 
 from app.extensions import db
 from app.llm import LLMClient
-from app.models import Bead, Comment, Run, Step
-from app.services import bead_graph, beads, loop
+from app.models import Bead, Comment, Run, Step, utcnow
+from app.services import bead_graph, beads, loop, ralph
 from app.services.actions import ActionContext, apply_actions
 from app.services.loop import LoopSettings
+from app.services.ralph import RalphSettings
 from tests.test_engine import Client
 
 SCRIPT = {"rules": [{"match": {"turn": 1}, "reply": {"actions": [{"type": "git_status"}]}}],
@@ -120,4 +123,42 @@ def test_a_stored_reply_claimed_by_a_dead_worker_is_applied_by_the_next_turn_hol
         step = db.session.scalar(select(Step).where(Step.run_id == run.id, Step.seq == 2))
         assert (step.status, step.attempts) == ("applied", 2)
         assert db.session.get(Run, run.id).iterations == 2
+    llm.close()
+
+
+def test_a_turn_longer_than_the_lease_keeps_its_bead(make_engine):
+    """A turn whose command outlasts the lease (here 3 s against a 4 s command) extends the lease as it goes:
+    Ralph, ticking meanwhile, neither resumes the run elsewhere nor reopens the bead."""
+    script = {"rules": [{"match": {"turn": 1}, "reply": {"actions": [
+        {"type": "run_command", "command": "sleep 4", "timeout": 20}]}}],
+        "default": {"actions": [{"type": "done", "reason": "ok"}]}}
+    engine = make_engine(script, AUTO_DISPATCH=False)
+    api = Client(engine.app)
+    project = api("post", "/projects", json={"name": "long-turn"})
+    bead = api("post", "/beads", json={"project_id": project["id"], "title": "slow build"})
+    agent = api("get", f"/agents?project_id={project['id']}")["items"][0]
+    settings = LoopSettings(data_dir=str(engine.data_dir), lease_seconds=3, command_timeout=30)
+    llm = LLMClient(engine.llm.url, max_retries=0)
+    with engine.app.app_context():
+        run_id = loop.start_run(bead["id"], agent["id"], settings).id
+        db.session.remove()
+    outcomes: list = []
+
+    def turn() -> None:
+        with engine.app.app_context():
+            outcomes.append(loop.run_step(run_id, llm, settings))
+            db.session.remove()
+    worker = threading.Thread(target=turn)
+    worker.start()
+    time.sleep(3.6)  # the lease the turn took when it began has run out by now
+    with engine.app.app_context():
+        assert db.session.get(Bead, bead["id"]).lease_expires_at > utcnow()  # extended while the command runs
+        summary = ralph.run_tick(engine.app.extensions["loom.redis"](), RalphSettings(lease_seconds=3))
+        assert bead["id"] not in summary["reclaimed"] and summary["resume"] == []
+        db.session.remove()
+    worker.join(30)
+    assert outcomes and outcomes[0].next_step, outcomes
+    with engine.app.app_context():
+        assert not loop.run_step(run_id, llm, settings).next_step  # turn 2: done
+        assert db.session.get(Bead, bead["id"]).status == "closed" and db.session.get(Run, run_id).resumes == 0
     llm.close()

@@ -180,7 +180,7 @@ def _claim_stored_step(step: Step, settings: LoopSettings, exclusive: bool) -> S
 
 def _run_step(run_id: int, llm: LLMClient, settings: LoopSettings) -> StepOutcome:
     """A turn under the run's lock (shared with pair turns); a run a person holds parks instead (see turns)."""
-    lock = turns.RunLock(run_id, "loop")
+    lock = turns.RunLock(run_id, "loop", keep_lease=turns.LeaseKeeper(db.engine, run_id, settings.lease_seconds))
     if not lock.acquire(turns.LOOP_WAIT_S) and lock.holder() in turns.PERSON_KINDS:
         return StepOutcome(True, delay_s=turns.PERSON_POLL_S, reason="waiting for a pair turn",
                            project_id=turns.project_of(run_id))

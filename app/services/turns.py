@@ -15,14 +15,17 @@ import logging
 import threading
 import time
 import uuid
+from datetime import timedelta
 
 import redis
 from flask import current_app
 from redis.exceptions import LockError
 from sqlalchemy import select, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from app.extensions import db
-from app.models import Run
+from app.models import Bead, Run, utcnow
 from app.services.errors import ServiceError
 
 log = logging.getLogger("loom.turns")
@@ -48,8 +51,10 @@ class RunLock:
     """`loom:run:<id>`, held by one turn at a time; safe to release from another thread than the acquirer."""
 
     def __init__(self, run_id: int, kind: str, client: redis.Redis | None = None, *, ttl_s: float = LOCK_TTL_S,
-                 renew_every_s: float = RENEW_EVERY_S) -> None:
+                 renew_every_s: float = RENEW_EVERY_S, keep_lease: LeaseKeeper | None = None) -> None:
+        """`keep_lease`: also extend the run's bead lease from the watchdog while the turn lasts (its `every_s`)."""
         self.run_id, self.kind, self._renew_every_s = run_id, kind, renew_every_s
+        self._keep_lease = keep_lease
         self._client = client if client is not None else current_app.extensions["loom.redis"]()
         self._lock = self._client.lock(lock_key(run_id), timeout=ttl_s, sleep=0.05, thread_local=False)
         self._stop = threading.Event()
@@ -80,8 +85,13 @@ class RunLock:
         return (value.decode() if isinstance(value, bytes) else str(value)).split(":", 1)[0]
 
     def _keep_alive(self) -> None:
-        deadline = time.monotonic() + MAX_HOLD_S
-        while not self._stop.wait(self._renew_every_s) and time.monotonic() < deadline:
+        started = time.monotonic()
+        deadline, lease_due = started + MAX_HOLD_S, started + (self._keep_lease.every_s if self._keep_lease else 0)
+        period = min(self._renew_every_s, self._keep_lease.every_s) if self._keep_lease else self._renew_every_s
+        while not self._stop.wait(period) and time.monotonic() < deadline:
+            if self._keep_lease is not None and time.monotonic() >= lease_due:
+                self._keep_lease.extend()
+                lease_due = time.monotonic() + self._keep_lease.every_s
             try:
                 self._lock.reacquire()
             except (LockError, redis.RedisError) as exc:  # lost it: the step ledger still guards the run
@@ -98,6 +108,30 @@ class RunLock:
             self._lock.release()
         except (LockError, redis.RedisError) as exc:
             log.info("run %s: lock already gone at release (%s)", self.run_id, exc)
+
+
+class LeaseKeeper:
+    """Extends a running run's bead lease while one long turn lasts (commands up to LOOM_COMMAND_TIMEOUT each, an
+    LLM call up to 80 % of the lease: together they can outlast the lease the turn renewed when it began, and
+    Ralph would resume or reopen a bead that is still being worked on). Fenced by the run's claim, like every
+    write of the loop; its own connection, from the lock's watchdog thread; every `every_s` (a third of the lease)."""
+
+    def __init__(self, engine: Engine, run_id: int, lease_seconds: int) -> None:
+        self.engine, self.run_id, self.lease_seconds = engine, run_id, lease_seconds
+        self.every_s = max(1.0, lease_seconds / 3)
+
+    def extend(self) -> bool:
+        """True when the lease was extended (False: the run or its claim has ended, or the database failed)."""
+        running = (Run.id == self.run_id, Run.status == "running")
+        claim = (Bead.id == select(Run.bead_id).where(*running).scalar_subquery(),
+                 Bead.fencing_token == select(Run.fencing_token).where(*running).scalar_subquery())
+        try:
+            with self.engine.begin() as conn:
+                return bool(conn.execute(update(Bead).where(*claim, Bead.status == "in_progress").values(
+                    lease_expires_at=utcnow() + timedelta(seconds=self.lease_seconds))).rowcount)
+        except SQLAlchemyError as exc:  # the turn itself will find out; Ralph's resume is the fallback
+            log.warning("run %s: lease not extended (%s)", self.run_id, exc)
+            return False
 
 
 def project_of(run_id: int) -> int | None:
