@@ -309,6 +309,24 @@ def test_bad_analytics_queries_are_422_naming_the_field(api):
     assert backwards.status_code == 422 and backwards.get_json()["error"]["field"] == "since"
 
 
+@pytest.mark.parametrize("path,field,value", [
+    ("/api/v1/analytics/timeseries", "until", "0001-01-01"),
+    ("/api/v1/analytics/summary", "until", "0001-01-01T00:00:00+14:00"),
+    ("/api/v1/analytics/requests", "since", "9999-12-31T23:59:59-14:00"),
+    ("/api/v1/logs", "since", "0001-01-01T00:00:00+14:00"),
+    ("/api/v1/activity", "since", "9999-12-31T23:59:59-14:00"),
+    ("/api/v1/analytics/export", "since", "6000w"),  # 115 years back: before 1970
+])
+def test_times_out_of_range_are_a_422_in_json(api, path, field, value):
+    """Year 1 in +14:00 is before year 1 in UTC: the arithmetic on such times overflowed into a 500 (an HTML page
+    from the CSV export)."""
+    response = api.get(path, query_string={field: value})
+    assert response.status_code == 422 and response.is_json, (path, response.data[:200])
+    assert response.get_json()["error"]["field"] == field
+    key = api.post("/api/v1/auth/api-keys", json={"name": "far", "expires_at": "9999-12-31T23:59:59-14:00"})
+    assert key.status_code == 422 and key.get_json()["error"]["field"] == "expires_at"
+
+
 def test_record_request_refuses_an_unknown_source(ctx):
     with pytest.raises(ValidationError) as refused:
         analytics.record_request(model="m", source="elsewhere")

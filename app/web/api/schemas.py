@@ -35,7 +35,7 @@ def parse_when(value: object) -> datetime:
     relative = RELATIVE.match(text)
     if relative:
         try:
-            return datetime.now(UTC) - timedelta(**{UNITS[relative.group(2)]: int(relative.group(1))})
+            return in_utc_range(datetime.now(UTC) - timedelta(**{UNITS[relative.group(2)]: int(relative.group(1))}))
         except OverflowError:  # further back than a datetime goes (year 1)
             raise ValueError("that span reaches further back than year 1") from None
     try:
@@ -46,7 +46,23 @@ def parse_when(value: object) -> datetime:
         except ValueError:
             raise ValueError("expected ISO 8601 (2026-01-31 or 2026-01-31T12:00:00Z) or a span like 15m, 24h, "
                              "7d, 2w") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return in_utc_range(moment)
+
+
+EARLIEST, LATEST = datetime(1970, 1, 1, tzinfo=UTC), datetime(9000, 1, 1, tzinfo=UTC)
+
+
+def in_utc_range(moment: datetime) -> datetime:
+    """The time in UTC (no zone means UTC), refused outside 1970-9000 (year 1 in +14:00 is before year 1 in UTC:
+    the arithmetic on it overflowed into a 500)."""
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    try:
+        moment = moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("that time is out of range (1970-01-01 to 9000-01-01)") from None
+    if not EARLIEST <= moment < LATEST:
+        raise ValueError("that time is out of range (1970-01-01 to 9000-01-01)")
+    return moment
 
 
 When = Annotated[datetime, BeforeValidator(parse_when),
@@ -151,6 +167,11 @@ class ApiKeyCreate(Body):
     user_id: Id | None = Field(None, description="admins: the key of another user (a service account); default: mine")
     permissions: Annotated[list[Annotated[str, Field(max_length=40)]], Field(max_length=50)] | None = None
     expires_at: Annotated[AwareDatetime, Field(strict=False)] | None = None  # JSON sends text
+
+    @field_validator("expires_at")
+    @classmethod
+    def _expires_in_range(cls, value: datetime | None) -> datetime | None:
+        return None if value is None else in_utc_range(value)
 
 
 class KeyFilters(Page):
