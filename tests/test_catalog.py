@@ -7,8 +7,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from app.services import workspace
 from app.services.personas import BUILTIN_DIR, parse_persona_markdown
-from tests.conftest import unique
+from tests.conftest import login_token, unique
 
 DEFAULT_PERSONAS = {"engineering-manager", "engineer", "qa-engineer", "code-reviewer", "devops-engineer",
                     "product-manager", "docs-writer", "cto"}
@@ -168,3 +169,27 @@ def test_runtime_config(api):
     assert api.put("/api/v1/config/dispatch.enabled", json={"value": 3}).status_code == 422
     assert api.put("/api/v1/config/nope", json={"value": 1}).status_code == 404
     api.put("/api/v1/config/loop.max_iterations", json={"value": 25})
+
+
+def test_only_an_admin_points_a_project_inside_the_installation(app, api, project, tmp_path):
+    """A user's project may not clone a path on the server (another project's repository, say) nor an address in
+    its network (the worker would fetch it); an admin's may."""
+    token = login_token(app.test_client(), "user", "user-password")
+    as_user = app.test_client()
+
+    def create(git_repo: str, client=as_user, headers=None):
+        return client.post("/api/v1/projects", json={"name": unique("reach"), "git_repo": git_repo},
+                           headers=headers or {"Authorization": f"Bearer {token}"})
+    other_repo = workspace.ensure_project_repo(tmp_path, 1, None)  # a real repository on the server's disk
+    for git_repo in (str(other_repo), f"file://{other_repo}", "http://127.0.0.1:8194/internal.git",
+                     "http://169.254.169.254/repo.git", "git@10.0.0.5:team/app.git", "ssh://git@[::1]/x.git"):
+        refused = create(git_repo)
+        assert refused.status_code == 403 and refused.get_json()["error"]["field"] == "git_repo", git_repo
+    assert "only an admin" in create(str(other_repo)).get_json()["error"]["message"]
+    assert create("https://93.184.215.14/team/app.git").status_code == 201  # a public address: fine
+    mine = create("https://93.184.215.14/team/other.git").get_json()
+    moved = as_user.patch(f"/api/v1/projects/{mine['id']}", json={"git_repo": "http://192.168.1.2/x.git"},
+                          headers={"Authorization": f"Bearer {token}"})
+    assert moved.status_code == 403 and moved.get_json()["error"]["field"] == "git_repo"
+    assert api.post("/api/v1/projects", json={"name": unique("admin-local"), "git_repo": str(other_repo)}
+                    ).status_code == 201  # the admin runs the installation

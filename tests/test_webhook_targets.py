@@ -15,7 +15,7 @@ from cryptography.x509.oid import NameOID
 
 from app.extensions import db
 from app.models import NotificationPreference, WebhookDelivery
-from app.services import webhook_targets
+from app.services import public_addresses, webhook_targets
 from app.services.secrets import encrypt_secret
 from tests.test_team_events import SCRIPT, Client, _person
 from tests.celery_worker import call_task
@@ -86,7 +86,7 @@ def _resolving(monkeypatch, *answers: list[str]) -> list[str]:
         asked.append(host)
         return [(socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port))
                 for a in queue.pop(0)]
-    monkeypatch.setattr(webhook_targets.socket, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(public_addresses.socket, "getaddrinfo", getaddrinfo)
     return asked
 
 

@@ -3,22 +3,20 @@
 Any user can set a webhook URL for their notifications, and the worker POSTs to it from inside the installation's
 network. Left open, that lets a user make the worker reach what only it can reach (the database host, Redis, a
 cloud metadata service, an admin page on localhost) and learn from the answers which ports are open. So a URL
-whose host is, or resolves to, a loopback, private, link-local or otherwise non-public address (IPv4 written in
-any form, IPv6, and IPv4 inside IPv6: mapped, 6to4, Teredo, NAT64) is refused when it is saved; at each attempt
-the name is resolved once, every address checked, and the request sent to the checked address (the Host header
-and the TLS server name keep the name), so a name that answers differently the second time gains nothing. An
-installation whose receivers live on its own network turns this off with LOOM_WEBHOOK_ALLOW_PRIVATE=true.
+whose host is, or resolves to, a non-public address (app/services/public_addresses.py) is refused when it is
+saved; at each attempt the name is resolved once, every address checked, and the request sent to the checked
+address (the Host header and the TLS server name keep the name), so a name that answers differently the second
+time gains nothing. An installation whose receivers live on its own network turns this off with
+LOOM_WEBHOOK_ALLOW_PRIVATE=true.
 """
 from __future__ import annotations
 
-import ipaddress
-import socket
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
+from app.services.public_addresses import is_public, resolve
+
 ALLOW_SETTING = "LOOM_WEBHOOK_ALLOW_PRIVATE"
-_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
-_V4_COMPATIBLE = ipaddress.ip_network("::/96")
 
 
 class Refused(ValueError):
@@ -33,35 +31,6 @@ class Target:
     url: str
     headers: dict = field(default_factory=dict)
     extensions: dict = field(default_factory=dict)
-
-
-def _addresses_inside(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> list:
-    """The address itself and any IPv4 address an IPv6 one carries."""
-    found = [ip]
-    if isinstance(ip, ipaddress.IPv6Address):
-        embedded = [ip.ipv4_mapped, ip.sixtofour, *(ip.teredo or ())]
-        if any(ip in net for net in _NAT64) or (ip in _V4_COMPATIBLE and int(ip) > 1):
-            embedded.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
-        found += [v4 for v4 in embedded if v4 is not None]
-    return found
-
-
-def is_public(address: str) -> bool:
-    ip = ipaddress.ip_address(address.split("%", 1)[0])  # an IPv6 scope (fe80::1%eth0) is link-local anyway
-    return all(one.is_global and not one.is_multicast for one in _addresses_inside(ip))
-
-
-def _resolve(host: str, port: int) -> list[str]:
-    """Every address `host` resolves to (raises OSError when it does not)."""
-    try:
-        return [str(ipaddress.ip_address(host))]
-    except ValueError:
-        pass
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except UnicodeError as exc:
-        raise OSError(f"{host} is not a valid host name") from exc
-    return sorted({info[4][0] for info in infos})
 
 
 def _port(parts) -> int:
@@ -84,7 +53,7 @@ def refusal(url: str) -> str | None:
     parts = urlsplit(url)
     host = parts.hostname or ""
     try:
-        _refuse(host, _resolve(host, _port(parts)))
+        _refuse(host, resolve(host, _port(parts)))
     except Refused as exc:
         return str(exc)
     except OSError:
@@ -98,7 +67,7 @@ def pinned(url: str) -> Target:
     parts = urlsplit(url)
     host = parts.hostname or ""
     port = _port(parts)
-    addresses = _resolve(host, port)
+    addresses = resolve(host, port)
     _refuse(host, addresses)
     address = addresses[0]
     literal = f"[{address}]" if ":" in address else address

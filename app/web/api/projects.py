@@ -7,6 +7,12 @@ from app.services import projects as service
 from app.web.api import responses as r
 from app.web.api import schemas as s
 from app.web.api.routing import bp, paged, route
+from app.web.security import current_principal, granted_permissions
+
+
+def _runs_the_installation() -> bool:
+    """An admin (projects:admin) may point a project at a local repository or one inside the network."""
+    return "projects:admin" in granted_permissions(current_principal())
 
 
 @route(bp, "/projects", permission="projects:read", summary="List projects", tag="projects", query=s.Page,
@@ -20,7 +26,7 @@ def list_projects(query: s.Page):
        summary="Create a project (and its default team of agents)", body=s.ProjectCreate, response=r.Project)
 def create_project(body: s.ProjectCreate):
     team = [name.strip() for name in current_app.config["DEFAULT_TEAM"].split(",") if name.strip()]
-    project = service.create_project(**body.model_dump(), team=team)
+    project = service.create_project(**body.model_dump(), team=team, trusted=_runs_the_installation())
     return project.to_dict(), 201
 
 
@@ -33,7 +39,7 @@ def get_project(project_id: int):
 @route(bp, "/projects/<id:project_id>", methods=("PATCH",), permission="projects:write", tag="projects",
        summary="Update a project", body=s.ProjectUpdate, response=r.Project)
 def update_project(project_id: int, body: s.ProjectUpdate):
-    return service.update_project(project_id, body.given()).to_dict()
+    return service.update_project(project_id, body.given(), trusted=_runs_the_installation()).to_dict()
 
 
 @route(bp, "/projects/<id:project_id>", methods=("DELETE",), permission="projects:admin", status=204,
