@@ -29,6 +29,8 @@ def test_project_validation_and_uniqueness(api, project):
     for body, field in (({"name": unique(), "git_strategy": "merge"}, "git_strategy"),
                         ({"name": unique(), "git_repo": "relative/path"}, "git_repo"),
                         ({"name": unique(), "default_branch": "bad..branch"}, "default_branch"),
+                        ({"name": unique(), "default_branch": "-evil"}, "default_branch"),  # git reads an option
+                        ({"name": unique(), "default_branch": "x/.hidden"}, "default_branch"),
                         ({"name": "   "}, "name")):
         response = api.post("/api/v1/projects", json=body)
         assert response.status_code == 422 and response.get_json()["error"]["field"] == field, body
