@@ -24,6 +24,15 @@ MAX_RETRY_AFTER_S = 30.0
 EXCERPT_CHARS = 300
 CHARS_PER_TOKEN = 4
 STREAM_CALL = "POST /chat/completions (stream)"
+ERROR_BODY_BYTES = 65_536  # of an error answer, read to classify and quote it
+
+
+class _Oversize(Exception):  # noqa: N818 (not an error: a reply to keep the beginning of)
+    """An answer larger than a reply may be, cut where the client stopped reading."""
+
+    def __init__(self, head: bytes | bytearray | str) -> None:
+        super().__init__("oversize")
+        self.prefix = head if isinstance(head, str) else bytes(head).decode("utf-8", errors="replace")
 
 
 class LLMError(Exception):
@@ -62,9 +71,13 @@ class LLMClient:
 
     def __init__(self, base_url: str, api_key: str | None = None, model: str | None = None, *,
                  http: httpx.Client | None = None, timeout: float = 120.0, connect_timeout: float = 10.0,
-                 max_retries: int = 3, backoff_s: float = 0.5,
+                 max_retries: int = 3, backoff_s: float = 0.5, max_reply_chars: int | None = None,
                  sleep: Callable[[float], None] = time.sleep) -> None:
+        """`max_reply_chars`: a streamed reply is not read past this (it ends there with finish_reason "length"),
+        and no answer body or stream line is held in memory past about eight times as many bytes."""
         self.base_url = base_url.rstrip("/")
+        self.max_reply_chars = max_reply_chars
+        self._max_body_bytes = None if max_reply_chars is None else max_reply_chars * 8 + 1_000_000
         self._api_key = api_key  # sent as a bearer header, never put in messages
         self.model = model
         self.timeout = httpx.Timeout(timeout, connect=connect_timeout)
@@ -149,24 +162,67 @@ class LLMClient:
     def _request_json(self, method: str, path: str, payload: dict[str, Any] | None = None,
                       deadline: float | None = None) -> Any:
         what = f"{method} {path}"
-        with self._transport_errors(what):
-            response = self._http.request(method, f"{self.base_url}{path}", json=payload,
-                                          headers=self._headers(), timeout=self._timeout_until(deadline))
-        self._raise_for_status(response, what)
+        with self._transport_errors(what), self._http.stream(
+                method, f"{self.base_url}{path}", json=payload, headers=self._headers(),
+                timeout=self._timeout_until(deadline)) as response:
+            self._raise_for_status(response, what)
+            try:
+                body = self._read_capped(response)
+            except _Oversize:
+                if path == "/chat/completions":
+                    raise  # a reply: the caller keeps its beginning and refuses it as too large
+                raise self._error("bad_response", f"{what}: the answer is larger than {self._max_body_bytes} bytes",
+                                  response.status_code) from None
         try:
-            return response.json()
+            return json.loads(body)
         except ValueError as exc:
             raise self._error("bad_response", f"{what}: HTTP {response.status_code}, body is not JSON: "
-                                              f"{self._excerpt(response.text)}", response.status_code) from exc
+                                              f"{self._excerpt(body.decode('utf-8', errors='replace'))}",
+                              response.status_code) from exc
+
+    def _read_capped(self, response: httpx.Response) -> bytes:
+        """The whole body, unless it is larger than a reply may be (then _Oversize: read no further)."""
+        body = bytearray()
+        for chunk in response.iter_bytes():
+            body += chunk
+            if self._max_body_bytes is not None and len(body) > self._max_body_bytes:
+                raise _Oversize(body)
+        return bytes(body)
+
+    def _oversize(self, big: _Oversize, model: Any, usage: Any, payload: dict[str, Any], started: float
+                  ) -> Completion:
+        """A reply past max_reply_chars: its first max_reply_chars + 1 characters (for the record: the caller
+        refuses it as too large), finish_reason "length"."""
+        return self._completion(big.prefix[:(self.max_reply_chars or 0) + 1], model, usage, "length", payload,
+                                started)
+
+    def _lines(self, response: httpx.Response) -> Iterator[str]:
+        """The stream's lines (LF or CRLF), never holding more than one line, itself bounded, in memory."""
+        pending = bytearray()
+        for chunk in response.iter_bytes():
+            pending += chunk
+            start = 0
+            while (end := pending.find(b"\n", start)) >= 0:
+                yield pending[start:end].rstrip(b"\r").decode("utf-8", errors="replace")
+                start = end + 1
+            del pending[:start]
+            if self._max_body_bytes is not None and len(pending) > self._max_body_bytes:
+                raise _Oversize(pending)
+        if pending:
+            yield pending.rstrip(b"\r").decode("utf-8", errors="replace")
 
     def _unstreamed_reply(self, response: httpx.Response, payload: dict[str, Any],
                           on_delta: Callable[[str], None] | None, started: float) -> Completion:
         """A server that ignores `stream: true` and answers one JSON body: read it as a normal reply."""
-        response.read()
         try:
-            body = response.json()
+            raw = self._read_capped(response)
+        except _Oversize as big:
+            return self._oversize(big, None, None, payload, started)
+        try:
+            body = json.loads(raw)
         except ValueError as exc:
-            raise self._error("bad_response", f"{STREAM_CALL}: body is not JSON: {self._excerpt(response.text)}",
+            text = raw.decode("utf-8", errors="replace")
+            raise self._error("bad_response", f"{STREAM_CALL}: body is not JSON: {self._excerpt(text)}",
                               response.status_code) from exc
         completion = self._completion_from_body(body, payload, started)
         if on_delta and completion.content:
@@ -175,7 +231,10 @@ class LLMClient:
 
     def _complete_once(self, payload: dict[str, Any], deadline: float | None = None) -> Completion:
         started = time.monotonic()
-        body = self._request_json("POST", "/chat/completions", payload, deadline)
+        try:
+            body = self._request_json("POST", "/chat/completions", payload, deadline)
+        except _Oversize as big:
+            return self._oversize(big, None, None, payload, started)
         return self._completion_from_body(body, payload, started)
 
     def _completion_from_body(self, body: Any, payload: dict[str, Any], started: float) -> Completion:
@@ -194,14 +253,24 @@ class LLMClient:
         started = time.monotonic()
         pieces: list[str] = []
         model = usage = finish_reason = None
-        done = False
+        done = too_long = False
+        size = 0
         with self._transport_errors(STREAM_CALL), self._http.stream(
                 "POST", f"{self.base_url}/chat/completions", json=payload,
                 headers=self._headers(stream=True), timeout=self._timeout_until(deadline)) as response:
             self._raise_for_status(response, STREAM_CALL)
             if response.headers.get("content-type", "").startswith("application/json"):
                 return self._unstreamed_reply(response, payload, on_delta, started)
-            for line in response.iter_lines():
+            lines = self._lines(response)
+            while True:
+                try:
+                    line = next(lines)
+                except StopIteration:
+                    break
+                except _Oversize as big:  # one line of the stream is larger than a whole reply may be
+                    pieces.append(big.prefix)
+                    too_long = True
+                    break
                 if deadline is not None and time.monotonic() > deadline:  # it streams, but never finishes
                     raise self._error("timeout", f"{STREAM_CALL}: no complete reply within "
                                                  f"{deadline - started:.0f} s ({len(pieces)} pieces so far)")
@@ -216,8 +285,14 @@ class LLMClient:
                 finish_reason = finish or finish_reason
                 if piece:
                     pieces.append(piece)
+                    size += len(piece)
                     if on_delta:
                         on_delta(piece)
+                    if self.max_reply_chars is not None and size > self.max_reply_chars:
+                        too_long = True  # read no further: what came is all the caller may keep anyway
+                        break
+        if too_long:
+            return self._oversize(_Oversize("".join(pieces)), model, usage, payload, started)
         if not done and finish_reason is None:
             raise self._error("provider", f"{STREAM_CALL}: cut before [DONE] after {len(pieces)} pieces", None, True)
         return self._completion("".join(pieces), model, usage, finish_reason, payload, started)
@@ -253,7 +328,12 @@ class LLMClient:
         status = response.status_code
         if 200 <= status < 300:
             return
-        body = response.read().decode("utf-8", errors="replace")
+        head = bytearray()  # enough to classify and quote it; an error page is never read whole
+        for chunk in response.iter_bytes():
+            head += chunk
+            if len(head) >= ERROR_BODY_BYTES:
+                break
+        body = bytes(head[:ERROR_BODY_BYTES]).decode("utf-8", errors="replace")
         kind = ("auth" if status in (401, 403) else "rate_limit" if status == 429
                 else "context_length" if 400 <= status < 500 and _mentions_context_length(body) else "provider")
         retryable = status == 429 or status in RETRYABLE_STATUSES

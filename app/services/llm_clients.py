@@ -8,6 +8,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.llm import LLMClient
+from app.services.action_parser import MAX_REPLY_CHARS
 from app.models import Provider
 from app.services.secrets import decrypt_secret
 
@@ -47,5 +48,6 @@ def client_for(url: str, api_key: str | None, model: str | None, timeout: float,
     with _lock:
         client = _clients.get(key)
         if client is None:
-            client = _clients[key] = LLMClient(url, api_key, model, timeout=timeout, backoff_s=backoff_s)
+            client = _clients[key] = LLMClient(url, api_key, model, timeout=timeout, backoff_s=backoff_s,
+                                               max_reply_chars=MAX_REPLY_CHARS)
         return client

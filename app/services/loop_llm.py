@@ -60,8 +60,8 @@ def ask_llm(run: Run, seq: int, applied: list[Step], llm: LLMClient, settings: L
     step = Step(run_id=run.id, bead_id=run.bead_id, seq=seq, status="llm_done", request=messages[-1]["content"],
                 attempts=1, claimed_at=utcnow(),
                 response=completion.content[:OVERSIZE_KEEP_CHARS] if oversize else completion.content,
-                parse_error=f"reply too large ({len(completion.content)} characters; the limit is "
-                            f"{MAX_REPLY_CHARS})" if oversize else None, model=completion.model,
+                parse_error=f"reply too large (more than {MAX_REPLY_CHARS} characters: read no further)"
+                if oversize else None, model=completion.model,
                 prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens,
                 latency_ms=round(completion.latency_ms, 1))
     db.session.add(step)

@@ -84,8 +84,8 @@ def _store_reply(turn: PairTurn, message: str, completion) -> Step | None:
     step = Step(run_id=turn.run_id, bead_id=turn.bead_id, seq=turn.seq, status="llm_done", kind="pair",
                 author=turn.author, request=message, attempts=1, claimed_at=utcnow(),
                 response=completion.content[:OVERSIZE_KEEP_CHARS] if oversize else completion.content,
-                parse_error=f"reply too large ({len(completion.content)} characters; the limit is "
-                            f"{MAX_REPLY_CHARS})" if oversize else None,
+                parse_error=f"reply too large (more than {MAX_REPLY_CHARS} characters: read no further)"
+                if oversize else None,
                 model=completion.model, prompt_tokens=completion.prompt_tokens,
                 completion_tokens=completion.completion_tokens, latency_ms=round(completion.latency_ms, 1))
     db.session.add(step)
