@@ -203,3 +203,26 @@ def test_a_long_query_string_gets_the_apis_json_answer(live_server):
     answer = httpx.get(f"{live_server.url}/api/v1/beads", params={"tag": long_tag},
                        headers={"Authorization": f"Bearer {token}"}, timeout=10)
     assert answer.status_code == 422 and answer.json()["error"]["field"] == "tag"
+
+
+def test_a_chunked_body_over_the_limit_is_a_413_not_half_a_body(live_server, api, some_bead):
+    """Without Content-Length, Werkzeug reads LOOM_MAX_CONTENT_LENGTH bytes and stops without a word: the first
+    2 MiB of this body are valid JSON, and the bead used to be created from them."""
+    token = live_server.token()
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    project_id = some_bead["project_id"]
+    head = json.dumps({"project_id": project_id, "title": "chunked"}).encode()
+
+    def chunks(padding: int, tail: bytes = b""):
+        yield head
+        for _ in range(padding):
+            yield b" " * 65_536
+        yield tail
+    with httpx.Client(base_url=live_server.url, headers=headers, timeout=30) as http:
+        big = http.post("/api/v1/beads", content=chunks(48, b"GARBAGE"))  # 3 MiB against the 2 MiB limit
+        assert big.status_code == 413 and big.json()["error"]["code"], big.text[:200]
+        small = http.post("/api/v1/beads", content=chunks(1))  # chunked and small: as any other body
+        assert small.status_code == 201 and small.json()["title"] == "chunked"
+        titles = [b["title"] for b in http.get("/api/v1/beads", params={"project_id": project_id,
+                                                                         "limit": 500}).json()["items"]]
+    assert titles.count("chunked") == 1  # nothing was made of the cut body

@@ -59,8 +59,18 @@ def json_number(text: str) -> int | float:
     return int(value) if value.is_integer() else value
 
 
-def parse_body(model: type[BaseModel]) -> BaseModel:
+def request_body() -> bytes:
+    """The body, whole. A chunked one (no Content-Length) is read up to LOOM_MAX_CONTENT_LENGTH by Werkzeug, which
+    then stops without a word: one more byte asked for tells whether it went on (then 413, not half a body)."""
     raw = request.get_data(cache=True)
+    if request.content_length is None and request.max_content_length is not None \
+            and len(raw) >= request.max_content_length:
+        request.stream.read(1)  # raises RequestEntityTooLarge: the stream was cut at the limit
+    return raw
+
+
+def parse_body(model: type[BaseModel]) -> BaseModel:
+    raw = request_body()
     if not raw.strip():
         payload: Any = {}
     else:
