@@ -43,6 +43,7 @@ class Filter:
     project_id: int | None = None
     bead_id: int | None = None
     types: frozenset[str] = frozenset()
+    data: tuple[tuple[str, object], ...] = ()  # fields of the event's data that must be equal (the log stream's)
 
     @classmethod
     def parse(cls, raw: object) -> Filter:
@@ -58,7 +59,10 @@ class Filter:
         return cls(as_id(raw.get("project_id")), as_id(raw.get("bead_id")), names)
 
     def accepts(self, event: dict) -> bool:
-        return matches(event, project_id=self.project_id, bead_id=self.bead_id, types=set(self.types))
+        if not matches(event, project_id=self.project_id, bead_id=self.bead_id, types=set(self.types)):
+            return False
+        fields = event.get("data") if isinstance(event.get("data"), dict) else {}
+        return all(fields.get(key) == value for key, value in self.data)
 
 
 @dataclass(eq=False)  # compared and hashed by identity: it lives in a set

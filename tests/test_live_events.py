@@ -13,6 +13,7 @@ from simple_websocket import Client as WebSocketClient
 
 from app.bus import STREAM_KEY, EventBus
 from app.bus_live import KEEPALIVE, EventHub, Filter
+from app.services.logs import record_log
 from tests.conftest import unique
 
 
@@ -242,3 +243,17 @@ def test_event_ids_beyond_redis_range_are_refused_not_500(api, client, admin_tok
     header = client.get("/api/v1/events/stream?max_seconds=0.2", headers={"Authorization": f"Bearer {admin_token}",
                                                                            "Last-Event-ID": huge})
     assert header.status_code == 200 and header.get_data(as_text=True).startswith(": connected")
+
+
+def test_the_log_stream_and_list_filter_by_level_and_source(ctx, api):
+    start = ctx.extensions["loom.bus"]().last_id() or "0-0"
+    marker = unique("log")
+    for level, source in (("WARNING", "ralph"), ("INFO", "ralph"), ("WARNING", "web")):
+        record_log(level, source, f"{marker} {level} {source}")
+    body = api.get(f"/api/v1/logs/stream?since={start}&level=warning&source=ralph&max_seconds=1").get_data(
+        as_text=True)
+    streamed = [json.loads(line[6:])["data"]["message"] for line in body.splitlines() if line.startswith("data: ")]
+    assert [m for m in streamed if m.startswith(marker)] == [f"{marker} WARNING ralph"]
+    listed = api.get("/api/v1/logs?level=warning&source=ralph&limit=500").get_json()["items"]  # any case
+    assert [e["message"] for e in listed if e["message"].startswith(marker)] == [f"{marker} WARNING ralph"]
+    assert api.get("/api/v1/logs/stream?level=loud&max_seconds=0.2").get_json()["error"]["field"] == "level"

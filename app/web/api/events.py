@@ -1,6 +1,7 @@
 """The event ring buffer as JSON, and the live stream as server-sent events (SSE) with keep-alives."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 
@@ -49,8 +50,9 @@ def stream_events(query: s.StreamFilters):
        summary="New log entries as server-sent events (`log.created`), resumable like /events/stream",
        response=r.EventStream, media_type="text/event-stream")
 def stream_logs(query: s.LogStreamFilters):
-    return sse_response(Filter.parse({"bead_id": query.bead_id, "types": ["log.created"]}), query.since,
-                        query.max_seconds, "logs:read")
+    wanted = tuple((key, value) for key, value in (("level", query.level), ("source", query.source)) if value)
+    flt = dataclasses.replace(Filter.parse({"bead_id": query.bead_id, "types": ["log.created"]}), data=wanted)
+    return sse_response(flt, query.since, query.max_seconds, "logs:read")
 
 
 def sse_response(flt: Filter, since: str | None, max_seconds: float | None, permission: str) -> Response:

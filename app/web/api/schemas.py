@@ -323,7 +323,13 @@ class ConfigValue(Body):
     value: bool | int
 
 
+LogLevel = Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+                     BeforeValidator(lambda value: value.upper() if isinstance(value, str) else value)]
+
+
 class LogStreamFilters(Query):
+    level: LogLevel | None = None
+    source: Annotated[str, Field(max_length=64)] | None = None
     bead_id: Id | None = None
     since: Annotated[str, Field(pattern=EVENT_ID_PATTERN)] | None = None
     max_seconds: Annotated[float, Field(gt=0, le=86_400, description="end the stream after this many seconds")
@@ -331,7 +337,7 @@ class LogStreamFilters(Query):
 
 
 class LogFilters(Page):
-    level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] | None = None
+    level: LogLevel | None = None
     source: Annotated[str, Field(max_length=64)] | None = None
     bead_id: Id | None = None
     since: When | None = None
