@@ -22,6 +22,7 @@ from app.services import paging
 AGGREGATE_WINDOW = timedelta(minutes=5)
 KEEP_ITEMS = 10  # beads (or other subjects) remembered on an aggregated line
 KEEP_EVENT_IDS = 50  # bus events folded into a line, so a redelivery is recognised
+KEEP_BEADS = 1000  # different beads counted on a line (past that, the line counts events)
 
 # type -> (verb for one, verb for many): what the feed says about each event type it keeps.
 ACTIVITY_TYPES: dict[str, tuple[str, str]] = {
@@ -85,13 +86,18 @@ def _describe(item: dict) -> str:
     return " ".join(parts)
 
 
-def summarise(type: str, actor: str, items: list[dict], count: int) -> str:
+def summarise(type: str, actor: str, items: list[dict], count: int, beads: int | None = None) -> str:
+    """The line's text. `beads`: how many different beads its events were about (the same bead claimed twice is
+    one bead, two times)."""
     one, many = ACTIVITY_TYPES[type]
     if count == 1:
         text = f"{actor} {one} {_describe(items[0]) if items else ''}".rstrip()
         reason = items[0].get("reason") if items else None
         return f"{text}: {str(reason)[:200]}" if reason else text
-    shown = ", ".join(f"#{i['bead_id']}" for i in items[-5:] if i.get("bead_id"))
+    recent = list(dict.fromkeys(i["bead_id"] for i in reversed(items) if i.get("bead_id")))[:5][::-1]
+    shown = ", ".join(f"#{bead_id}" for bead_id in recent)
+    if beads is not None and beads < count and "{n} beads" in many:
+        return f"{actor} {many.format(n=beads)}, {count} times" + (f" ({shown})" if shown else "")
     return f"{actor} {many.format(n=count)}" + (f" ({shown})" if shown else "")
 
 
@@ -99,12 +105,18 @@ def _fold_in(line: Activity, event: dict, subject: dict, now: datetime) -> None:
     data = dict(line.data or {})
     data["items"] = (list(data.get("items", [])) + [subject])[-KEEP_ITEMS:]
     data["event_ids"] = (list(data.get("event_ids", [])) + [event.get("id")])[-KEEP_EVENT_IDS:]
+    beads = data.get("beads")  # different beads so far (absent on lines written before it was kept)
+    if isinstance(beads, list) and event.get("bead_id") and event["bead_id"] not in beads \
+            and len(beads) < KEEP_BEADS:
+        data["beads"] = beads + [event["bead_id"]]
     line.data = data
     line.count += 1
     line.last_at = now
     if event.get("bead_id"):
         line.bead_id = event["bead_id"]
-    line.summary = summarise(line.type, line.actor, data["items"], line.count)
+    known = data.get("beads")
+    line.summary = summarise(line.type, line.actor, data["items"], line.count,
+                             len(known) if isinstance(known, list) and len(known) < KEEP_BEADS else None)
 
 
 def record_event(event: dict, now: datetime | None = None,
@@ -141,7 +153,9 @@ def _record(event: dict, actor: str, now: datetime) -> Activity | None:
     else:
         line = Activity(type=event["type"], actor=actor, project_id=event.get("project_id"),
                         bead_id=event.get("bead_id"), agent_id=event.get("agent_id"), event_id=event_id,
-                        data={"items": [subject], "event_ids": [event_id]}, count=1, created_at=now, last_at=now,
+                        data={"items": [subject], "event_ids": [event_id],
+                              "beads": [event["bead_id"]] if event.get("bead_id") else []},
+                        count=1, created_at=now, last_at=now,
                         summary=summarise(event["type"], actor, [subject], 1))
         db.session.add(line)
         kind = "activity.created"
