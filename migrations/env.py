@@ -89,14 +89,33 @@ def run_migrations_online():
     connectable = get_engine()
 
     with connectable.connect() as connection:
-        context.configure(
-            connection=connection,
-            target_metadata=get_metadata(),
-            **conf_args
-        )
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:  # batch mode rebuilds tables: a DROP of one would cascade to the rows pointing at it
+            _sqlite_foreign_keys(connection, False)
+        try:
+            context.configure(
+                connection=connection,
+                target_metadata=get_metadata(),
+                **conf_args
+            )
 
-        with context.begin_transaction():
-            context.run_migrations()
+            with context.begin_transaction():
+                context.run_migrations()
+        finally:
+            if sqlite:
+                _sqlite_foreign_keys(connection, True)
+
+
+def _sqlite_foreign_keys(connection, on):
+    """PRAGMA foreign_keys only changes outside a transaction; turning them back on, check that every row still
+    points at a row that exists (a migration that broke that fails here, loudly)."""
+    connection.commit()
+    connection.exec_driver_sql(f"PRAGMA foreign_keys={'ON' if on else 'OFF'}")
+    if on:
+        broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+        if broken:
+            raise RuntimeError(f"foreign keys broken by the migration: {broken[:5]}")
+    connection.commit()
 
 
 if context.is_offline_mode():
