@@ -34,17 +34,41 @@ def _free_port(preferred: int) -> int:
     raise RuntimeError("no free port")
 
 
+RESTARTS, RESTART_WINDOW_S = 5, 60.0  # a process that dies this often within the window is not started again
+
+
 class Stack:
     def __init__(self) -> None:
         self.procs: list[tuple[str, subprocess.Popen]] = []
         self.env = dict(os.environ)
+        self._how: dict[str, tuple[list[str], Path]] = {}  # name -> (argv, log dir): how to start it again
+        self._deaths: dict[str, list[float]] = {}
 
     def start(self, name: str, argv: list[str], log_dir: Path) -> subprocess.Popen:
         with open(log_dir / f"{name}.log", "ab") as log:
             proc = subprocess.Popen(argv, env=self.env, stdout=log, stderr=subprocess.STDOUT,
                                     start_new_session=True)
-        self.procs.append((name, proc))
+        self.procs = [(n, p) for n, p in self.procs if n != name] + [(name, proc)]
+        self._how[name] = (argv, log_dir)
         return proc
+
+    def restart_dead(self) -> list[str]:
+        """Start again what died (a worker killed by the OOM killer, say) and say so; the names of those that died
+        too often to be started again (RESTARTS within RESTART_WINDOW_S): the stack then stops."""
+        given_up = []
+        for name in self.dead():
+            proc = dict(self.procs)[name]
+            now = time.monotonic()
+            deaths = [t for t in self._deaths.get(name, []) if now - t < RESTART_WINDOW_S] + [now]
+            self._deaths[name] = deaths
+            argv, log_dir = self._how[name]
+            if len(deaths) > RESTARTS:
+                given_up.append(name)
+                continue
+            print(f"{name} stopped unexpectedly (exit code {proc.returncode}); starting it again "
+                  f"(its log: {log_dir / f'{name}.log'})", file=sys.stderr, flush=True)
+            self.start(name, argv, log_dir)
+        return given_up
 
     def stop(self) -> None:
         for _, proc in reversed(self.procs):
@@ -130,9 +154,10 @@ def main() -> int:
             print(f"Loom did not become ready; logs are in {log_dir}", file=sys.stderr)
             return 1
         _banner(url, data_dir, log_dir, cfg)
-        while not stack.dead():
+        while not (given_up := stack.restart_dead()):
             time.sleep(0.5)
-        print(f"stopped unexpectedly: {', '.join(stack.dead())}; logs are in {log_dir}", file=sys.stderr)
+        print(f"stopped: {', '.join(given_up)} died {RESTARTS + 1} times within {RESTART_WINDOW_S:.0f} s; logs are "
+              f"in {log_dir}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("\nstopping ...", flush=True)

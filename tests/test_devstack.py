@@ -71,6 +71,20 @@ def test_run_brings_up_the_whole_stack_and_stops_it(tmp_path):
         while not (ralph := httpx.get(f"{url}/health/ready").json()["ralph"])["ok"] and time.monotonic() < deadline:
             time.sleep(0.5)
         assert ralph["ok"] and ralph["age_s"] < 30, ralph
+        # A worker that dies (the OOM killer, a kill -9) is started again; work goes on.
+        [worker] = [c for c in children if "worker" in c.cmdline() and "celery" in " ".join(c.cmdline())]
+        worker.kill()
+        deadline = time.monotonic() + 30
+        while "worker stopped unexpectedly" not in output and time.monotonic() < deadline:
+            output += proc.stdout.readline()
+        assert "worker stopped unexpectedly (exit code -9); starting it again" in output, output
+        after = httpx.post(f"{url}/api/v1/beads", json={"project_id": 1, "title": "after the crash"},
+                           headers=headers).json()
+        deadline = time.monotonic() + 60
+        while httpx.get(f"{url}/api/v1/beads/{after['id']}", headers=headers).json()["status"] != "closed":
+            assert time.monotonic() < deadline, "the bead created after the worker died never closed"
+            time.sleep(0.5)
+        children = psutil.Process(proc.pid).children(recursive=True)
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(30)
