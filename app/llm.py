@@ -12,6 +12,8 @@ from typing import Any, TypeVar
 
 import httpx
 
+from app.llm_answers import Oversize, head, read_capped
+from app.llm_answers import lines as answer_lines
 from app.llm_context import content_chars, trim_messages
 
 log = logging.getLogger(__name__)
@@ -25,14 +27,6 @@ EXCERPT_CHARS = 300
 CHARS_PER_TOKEN = 4
 STREAM_CALL = "POST /chat/completions (stream)"
 ERROR_BODY_BYTES = 65_536  # of an error answer, read to classify and quote it
-
-
-class _Oversize(Exception):  # noqa: N818 (not an error: a reply to keep the beginning of)
-    """An answer larger than a reply may be, cut where the client stopped reading."""
-
-    def __init__(self, head: bytes | bytearray | str) -> None:
-        super().__init__("oversize")
-        self.prefix = head if isinstance(head, str) else bytes(head).decode("utf-8", errors="replace")
 
 
 class LLMError(Exception):
@@ -167,8 +161,8 @@ class LLMClient:
                 timeout=self._timeout_until(deadline)) as response:
             self._raise_for_status(response, what)
             try:
-                body = self._read_capped(response)
-            except _Oversize:
+                body = read_capped(response, self._max_body_bytes)
+            except Oversize:
                 if path == "/chat/completions":
                     raise  # a reply: the caller keeps its beginning and refuses it as too large
                 raise self._error("bad_response", f"{what}: the answer is larger than {self._max_body_bytes} bytes",
@@ -180,43 +174,19 @@ class LLMClient:
                                               f"{self._excerpt(body.decode('utf-8', errors='replace'))}",
                               response.status_code) from exc
 
-    def _read_capped(self, response: httpx.Response) -> bytes:
-        """The whole body, unless it is larger than a reply may be (then _Oversize: read no further)."""
-        body = bytearray()
-        for chunk in response.iter_bytes():
-            body += chunk
-            if self._max_body_bytes is not None and len(body) > self._max_body_bytes:
-                raise _Oversize(body)
-        return bytes(body)
-
-    def _oversize(self, big: _Oversize, model: Any, usage: Any, payload: dict[str, Any], started: float
+    def _oversize(self, big: Oversize, model: Any, usage: Any, payload: dict[str, Any], started: float
                   ) -> Completion:
         """A reply past max_reply_chars: its first max_reply_chars + 1 characters (for the record: the caller
         refuses it as too large), finish_reason "length"."""
         return self._completion(big.prefix[:(self.max_reply_chars or 0) + 1], model, usage, "length", payload,
                                 started)
 
-    def _lines(self, response: httpx.Response) -> Iterator[str]:
-        """The stream's lines (LF or CRLF), never holding more than one line, itself bounded, in memory."""
-        pending = bytearray()
-        for chunk in response.iter_bytes():
-            pending += chunk
-            start = 0
-            while (end := pending.find(b"\n", start)) >= 0:
-                yield pending[start:end].rstrip(b"\r").decode("utf-8", errors="replace")
-                start = end + 1
-            del pending[:start]
-            if self._max_body_bytes is not None and len(pending) > self._max_body_bytes:
-                raise _Oversize(pending)
-        if pending:
-            yield pending.rstrip(b"\r").decode("utf-8", errors="replace")
-
     def _unstreamed_reply(self, response: httpx.Response, payload: dict[str, Any],
                           on_delta: Callable[[str], None] | None, started: float) -> Completion:
         """A server that ignores `stream: true` and answers one JSON body: read it as a normal reply."""
         try:
-            raw = self._read_capped(response)
-        except _Oversize as big:
+            raw = read_capped(response, self._max_body_bytes)
+        except Oversize as big:
             return self._oversize(big, None, None, payload, started)
         try:
             body = json.loads(raw)
@@ -233,7 +203,7 @@ class LLMClient:
         started = time.monotonic()
         try:
             body = self._request_json("POST", "/chat/completions", payload, deadline)
-        except _Oversize as big:
+        except Oversize as big:
             return self._oversize(big, None, None, payload, started)
         return self._completion_from_body(body, payload, started)
 
@@ -261,13 +231,13 @@ class LLMClient:
             self._raise_for_status(response, STREAM_CALL)
             if response.headers.get("content-type", "").startswith("application/json"):
                 return self._unstreamed_reply(response, payload, on_delta, started)
-            lines = self._lines(response)
+            lines = answer_lines(response, self._max_body_bytes)
             while True:
                 try:
                     line = next(lines)
                 except StopIteration:
                     break
-                except _Oversize as big:  # one line of the stream is larger than a whole reply may be
+                except Oversize as big:  # one line of the stream is larger than a whole reply may be
                     pieces.append(big.prefix)
                     too_long = True
                     break
@@ -292,7 +262,7 @@ class LLMClient:
                         too_long = True  # read no further: what came is all the caller may keep anyway
                         break
         if too_long:
-            return self._oversize(_Oversize("".join(pieces)), model, usage, payload, started)
+            return self._oversize(Oversize("".join(pieces)), model, usage, payload, started)
         if not done and finish_reason is None:
             raise self._error("provider", f"{STREAM_CALL}: cut before [DONE] after {len(pieces)} pieces", None, True)
         return self._completion("".join(pieces), model, usage, finish_reason, payload, started)
@@ -328,12 +298,7 @@ class LLMClient:
         status = response.status_code
         if 200 <= status < 300:
             return
-        head = bytearray()  # enough to classify and quote it; an error page is never read whole
-        for chunk in response.iter_bytes():
-            head += chunk
-            if len(head) >= ERROR_BODY_BYTES:
-                break
-        body = bytes(head[:ERROR_BODY_BYTES]).decode("utf-8", errors="replace")
+        body = head(response, ERROR_BODY_BYTES)  # an error page is never read whole
         kind = ("auth" if status in (401, 403) else "rate_limit" if status == 429
                 else "context_length" if 400 <= status < 500 and _mentions_context_length(body) else "provider")
         retryable = status == 429 or status in RETRYABLE_STATUSES
