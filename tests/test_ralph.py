@@ -50,9 +50,9 @@ def test_expired_lease_is_reclaimed_and_live_one_kept(ctx, api, project):
     assert api.get(f"/api/v1/logs?bead_id={expired['id']}&since=2h").get_json()["total"] == 1  # a span back
     later = (datetime.fromisoformat(at.replace("Z", "+00:00")) + timedelta(seconds=1)).isoformat()
     assert api.get("/api/v1/logs", query_string={"bead_id": expired["id"], "since": later}).get_json()["total"] == 0
-    for bad in ("yesterday-ish", "999999w"):  # not a time; a span further back than year 1
-        refused = api.get(f"/api/v1/logs?since={bad}")
-        assert refused.status_code == 422 and refused.get_json()["error"]["field"] == "since", bad
+    refused = api.get("/api/v1/logs?since=yesterday-ish")
+    assert refused.status_code == 422 and refused.get_json()["error"]["field"] == "since"
+    assert api.get("/api/v1/logs?since=999999w").get_json()["total"] >= 1  # further back than year 1: from 1970
 
 
 def test_tick_is_skipped_while_another_holds_the_lock(ctx):

@@ -36,8 +36,8 @@ def parse_when(value: object) -> datetime:
     if relative:
         try:
             return in_utc_range(datetime.now(UTC) - timedelta(**{UNITS[relative.group(2)]: int(relative.group(1))}))
-        except OverflowError:  # further back than a datetime goes (year 1)
-            raise ValueError("that span reaches further back than year 1") from None
+        except OverflowError:  # further back than a datetime goes (year 1): from the beginning
+            return EARLIEST
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
@@ -53,16 +53,15 @@ EARLIEST, LATEST = datetime(1970, 1, 1, tzinfo=UTC), datetime(9000, 1, 1, tzinfo
 
 
 def in_utc_range(moment: datetime) -> datetime:
-    """The time in UTC (no zone means UTC), refused outside 1970-9000 (year 1 in +14:00 is before year 1 in UTC:
-    the arithmetic on it overflowed into a 500)."""
+    """The time in UTC (no zone means UTC), brought within 1970-9000: nothing Loom keeps is older, and a time in
+    year 1 or 9999 means "from the beginning" or "no end" (year 1 in +14:00 is before year 1 in UTC: the
+    arithmetic on such a time overflowed into a 500)."""
     moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
     try:
         moment = moment.astimezone(UTC)
     except OverflowError:
-        raise ValueError("that time is out of range (1970-01-01 to 9000-01-01)") from None
-    if not EARLIEST <= moment < LATEST:
-        raise ValueError("that time is out of range (1970-01-01 to 9000-01-01)")
-    return moment
+        return EARLIEST if moment.year < 1970 else LATEST
+    return min(max(moment, EARLIEST), LATEST)
 
 
 When = Annotated[datetime, BeforeValidator(parse_when),
