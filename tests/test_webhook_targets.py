@@ -97,7 +97,8 @@ def test_a_delivery_goes_to_the_address_it_checked(monkeypatch):
     target = webhook_targets.pinned("https://user:pw@hooks.example.org/loom?x=1")
     assert asked == ["hooks.example.org"]  # one lookup
     assert target.url == "https://user:pw@8.8.4.4/loom?x=1"
-    assert target.headers == {"Host": "hooks.example.org"} and target.extensions == {"sni_hostname": "hooks.example.org"}
+    assert target.headers == {"Host": "hooks.example.org"}
+    assert target.extensions == {"sni_hostname": "hooks.example.org"}
     assert webhook_targets.pinned("http://[2606:4700::1111]:8080/x").url == "http://[2606:4700::1111]:8080/x"
     _resolving(monkeypatch, ["8.8.4.4", "10.0.0.9"])  # any private answer among several refuses it
     with pytest.raises(webhook_targets.Refused, match="10.0.0.9"):

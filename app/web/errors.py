@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from flask import Flask, jsonify, render_template, request
 from markupsafe import escape
@@ -45,6 +46,40 @@ def _page(status: int, message: str):
         return f"<h1>{escape(title)}</h1><p>{escape(message)}</p>", status
 
 
+def _drain_refused_body(seconds: float = 2.0) -> None:
+    """Read and drop the rest of a body refused as too large, if the whole body is at most twice the limit and
+    comes within `seconds` (nginx's lingering close does the same). gunicorn keeps the connection alive after the
+    413 only if the body was read to its end, and says keep-alive before it knows: a client reusing the connection
+    for its next request found it closed. A bigger or slower body still closes the connection, as it must."""
+    stream = request.environ.get("wsgi.input")
+    limit = request.max_content_length or 0
+    if request.content_length is None:
+        left = limit  # chunked: Werkzeug has read the first `limit` bytes already
+    elif request.content_length <= 2 * limit:
+        left = request.content_length  # refused from its length alone: none of it was read
+    else:
+        return
+    sock = request.environ.get("gunicorn.socket")  # bounds each read; other servers read as they read bodies
+    deadline = time.monotonic() + seconds
+    prior = sock.gettimeout() if sock is not None else None
+    try:
+        while stream is not None and left > 0 and (remaining := deadline - time.monotonic()) > 0:
+            if sock is not None:
+                sock.settimeout(remaining)
+            data = stream.read(min(65_536, left))
+            if not data:
+                return
+            left -= len(data)
+    except Exception:  # noqa: BLE001 (a client gone, a timeout, a broken chunk: the server closes the connection)
+        return
+    finally:
+        if sock is not None:
+            try:
+                sock.settimeout(prior)
+            except OSError:
+                pass
+
+
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ServiceError)
     def service_error(exc: ServiceError):
@@ -55,6 +90,8 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
+        if exc.code == 413:
+            _drain_refused_body()
         if not wants_json():
             if exc.code == 404:
                 return _page(404, f"There is no page at {request.path}: it may have been deleted, or the link is "
