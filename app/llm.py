@@ -1,50 +1,26 @@
-"""OpenAI-compatible chat client: classified errors, retries with backoff, SSE streaming, context trimming."""
+"""OpenAI-compatible chat client: retries with backoff, SSE streaming, context trimming (errors: app/llm_errors.py)."""
 from __future__ import annotations
 
 import json
 import logging
 import random
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx
 
-from app.llm_answers import Oversize, head, read_capped
+from app.llm_answers import Oversize, read_capped
 from app.llm_answers import lines as answer_lines
 from app.llm_context import content_chars, trim_messages
+from app.llm_errors import ErrorReporter, LLMError, mentions_context_length
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-ERROR_KINDS = frozenset({"auth", "rate_limit", "provider", "timeout", "connection", "context_length", "bad_response"})
-RETRYABLE_STATUSES = frozenset({500, 502, 503, 504})
-CONTEXT_LENGTH_MARKERS = ("context_length_exceeded", "maximum context length", "context window", "too many tokens")
-MAX_RETRY_AFTER_S = 30.0
-EXCERPT_CHARS = 300
 CHARS_PER_TOKEN = 4
 STREAM_CALL = "POST /chat/completions (stream)"
-ERROR_BODY_BYTES = 65_536  # of an error answer, read to classify and quote it
-
-
-class LLMError(Exception):
-    """A failed provider call, classified so the caller can retry, shrink the prompt or give up."""
-
-    retry_after: float | None = None  # seconds the server asked for (429 Retry-After), capped
-
-    def __init__(self, kind: str, message: str, status: int | None = None, retryable: bool = False):
-        if kind not in ERROR_KINDS:
-            raise ValueError(f"unknown LLMError kind {kind!r}")
-        super().__init__(message)
-        self.kind = kind
-        self.message = message
-        self.status = status
-        self.retryable = retryable
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.kind, self.message, self.status, self.retryable))
 
 
 @dataclass
@@ -73,6 +49,7 @@ class LLMClient:
         self.max_reply_chars = max_reply_chars
         self._max_body_bytes = None if max_reply_chars is None else max_reply_chars * 8 + 1_000_000
         self._api_key = api_key  # sent as a bearer header, never put in messages
+        self._errors = ErrorReporter(api_key)
         self.model = model
         self.timeout = httpx.Timeout(timeout, connect=connect_timeout)
         self.call_seconds = float(timeout)  # one attempt of a chat() in all, however slowly the reply comes
@@ -95,7 +72,7 @@ class LLMClient:
         try:
             return [str(item["id"]) for item in body["data"]]
         except (KeyError, TypeError) as exc:
-            raise self._shape_error("GET /models", body) from exc
+            raise self._errors.shape_error("GET /models", body) from exc
 
     def resolve_model(self) -> str:
         """The configured model, or else the endpoint's first model (asked once, then cached)."""
@@ -104,7 +81,7 @@ class LLMClient:
         if self._resolved_model is None:
             available = self.models()
             if not available:
-                raise self._error("bad_response", "GET /models: the provider lists no models")
+                raise self._errors.error("bad_response", "GET /models: the provider lists no models")
             self._resolved_model = available[0]
         return self._resolved_model
 
@@ -156,23 +133,23 @@ class LLMClient:
     def _request_json(self, method: str, path: str, payload: dict[str, Any] | None = None,
                       deadline: float | None = None) -> Any:
         what = f"{method} {path}"
-        with self._transport_errors(what), self._http.stream(
+        with self._errors.transport_errors(what), self._http.stream(
                 method, f"{self.base_url}{path}", json=payload, headers=self._headers(),
                 timeout=self._timeout_until(deadline)) as response:
-            self._raise_for_status(response, what)
+            self._errors.raise_for_status(response, what)
             try:
                 body = read_capped(response, self._max_body_bytes)
             except Oversize:
                 if path == "/chat/completions":
                     raise  # a reply: the caller keeps its beginning and refuses it as too large
-                raise self._error("bad_response", f"{what}: the answer is larger than {self._max_body_bytes} bytes",
-                                  response.status_code) from None
+                too_big = f"{what}: the answer is larger than {self._max_body_bytes} bytes"
+                raise self._errors.error("bad_response", too_big, response.status_code) from None
         try:
             return json.loads(body)
         except ValueError as exc:
-            raise self._error("bad_response", f"{what}: HTTP {response.status_code}, body is not JSON: "
-                                              f"{self._excerpt(body.decode('utf-8', errors='replace'))}",
-                              response.status_code) from exc
+            quoted = self._errors.excerpt(body.decode("utf-8", errors="replace"))
+            raise self._errors.error("bad_response", f"{what}: HTTP {response.status_code}, body is not JSON: "
+                                                     f"{quoted}", response.status_code) from exc
 
     def _oversize(self, big: Oversize, model: Any, usage: Any, payload: dict[str, Any], started: float
                   ) -> Completion:
@@ -192,8 +169,8 @@ class LLMClient:
             body = json.loads(raw)
         except ValueError as exc:
             text = raw.decode("utf-8", errors="replace")
-            raise self._error("bad_response", f"{STREAM_CALL}: body is not JSON: {self._excerpt(text)}",
-                              response.status_code) from exc
+            raise self._errors.error("bad_response", f"{STREAM_CALL}: body is not JSON: {self._errors.excerpt(text)}",
+                                     response.status_code) from exc
         completion = self._completion_from_body(body, payload, started)
         if on_delta and completion.content:
             on_delta(completion.content)
@@ -214,7 +191,7 @@ class LLMClient:
             if not isinstance(content, str):
                 raise TypeError("content is not a string")
         except (KeyError, IndexError, TypeError, AttributeError) as exc:
-            raise self._shape_error("POST /chat/completions", body) from exc
+            raise self._errors.shape_error("POST /chat/completions", body) from exc
         return self._completion(content, body.get("model"), body.get("usage"), choice.get("finish_reason"),
                                 payload, started)
 
@@ -225,10 +202,10 @@ class LLMClient:
         model = usage = finish_reason = None
         done = too_long = False
         size = 0
-        with self._transport_errors(STREAM_CALL), self._http.stream(
+        with self._errors.transport_errors(STREAM_CALL), self._http.stream(
                 "POST", f"{self.base_url}/chat/completions", json=payload,
                 headers=self._headers(stream=True), timeout=self._timeout_until(deadline)) as response:
-            self._raise_for_status(response, STREAM_CALL)
+            self._errors.raise_for_status(response, STREAM_CALL)
             if response.headers.get("content-type", "").startswith("application/json"):
                 return self._unstreamed_reply(response, payload, on_delta, started)
             lines = answer_lines(response, self._max_body_bytes)
@@ -242,8 +219,8 @@ class LLMClient:
                     too_long = True
                     break
                 if deadline is not None and time.monotonic() > deadline:  # it streams, but never finishes
-                    raise self._error("timeout", f"{STREAM_CALL}: no complete reply within "
-                                                 f"{deadline - started:.0f} s ({len(pieces)} pieces so far)")
+                    raise self._errors.error("timeout", f"{STREAM_CALL}: no complete reply within "
+                                                        f"{deadline - started:.0f} s ({len(pieces)} pieces so far)")
                 if not line.startswith("data:"):
                     continue  # SSE comments (":keep-alive"), blank lines, other fields
                 if (data := line[5:].strip()) == "[DONE]":
@@ -264,7 +241,8 @@ class LLMClient:
         if too_long:
             return self._oversize(Oversize("".join(pieces)), model, usage, payload, started)
         if not done and finish_reason is None:
-            raise self._error("provider", f"{STREAM_CALL}: cut before [DONE] after {len(pieces)} pieces", None, True)
+            raise self._errors.error("provider", f"{STREAM_CALL}: cut before [DONE] after {len(pieces)} pieces",
+                                     None, True)
         return self._completion("".join(pieces), model, usage, finish_reason, payload, started)
 
     def _parse_chunk(self, data: str) -> tuple[dict[str, Any], str, str | None]:
@@ -274,10 +252,11 @@ class LLMClient:
             choice = (chunk.get("choices") or [{}])[0]
             piece = (choice.get("delta") or {}).get("content") or ""
         except (ValueError, AttributeError, TypeError, IndexError) as exc:
-            raise self._shape_error(STREAM_CALL, data) from exc
+            raise self._errors.shape_error(STREAM_CALL, data) from exc
         if chunk.get("error"):  # some providers report a failure inside a 200 stream
-            kind = "context_length" if _mentions_context_length(data) else "provider"
-            raise self._error(kind, f"{STREAM_CALL}: error event: {self._excerpt(data)}", None, kind == "provider")
+            kind = "context_length" if mentions_context_length(data) else "provider"
+            raise self._errors.error(kind, f"{STREAM_CALL}: error event: {self._errors.excerpt(data)}", None,
+                                     kind == "provider")
         return chunk, piece if isinstance(piece, str) else "", choice.get("finish_reason")
 
     def _completion(self, content: str, model: Any, usage: Any, finish_reason: Any,
@@ -293,50 +272,6 @@ class LLMClient:
         return Completion(content, model if isinstance(model, str) and model else payload["model"],
                           prompt_tokens, completion_tokens, (time.monotonic() - started) * 1000,
                           finish_reason if isinstance(finish_reason, str) else None, estimated)
-
-    def _raise_for_status(self, response: httpx.Response, what: str) -> None:
-        status = response.status_code
-        if 200 <= status < 300:
-            return
-        body = head(response, ERROR_BODY_BYTES)  # an error page is never read whole
-        kind = ("auth" if status in (401, 403) else "rate_limit" if status == 429
-                else "context_length" if 400 <= status < 500 and _mentions_context_length(body) else "provider")
-        retryable = status == 429 or status in RETRYABLE_STATUSES
-        error = self._error(kind, f"{what}: HTTP {status}: {self._excerpt(body)}", status, retryable)
-        if status == 429:
-            error.retry_after = _retry_after_seconds(response.headers.get("retry-after"))
-        raise error
-
-    @contextmanager
-    def _transport_errors(self, what: str) -> Iterator[None]:
-        """Turn httpx transport failures into LLMError kinds; HTTP statuses are handled elsewhere."""
-        try:
-            yield
-        except httpx.TimeoutException as exc:
-            raise self._error("timeout", f"{what}: timed out ({type(exc).__name__})", retryable=True) from exc
-        except httpx.ConnectError as exc:
-            raise self._error("connection", f"{what}: cannot connect: {exc}", retryable=True) from exc
-        except httpx.UnsupportedProtocol as exc:  # a misconfigured URL: retrying will not help
-            raise self._error("connection", f"{what}: bad provider URL: {exc}") from exc
-        except httpx.TransportError as exc:
-            raise self._error("provider", f"{what}: connection broke: {type(exc).__name__}: {exc}",
-                              retryable=True) from exc
-
-    def _error(self, kind: str, message: str, status: int | None = None, retryable: bool = False) -> LLMError:
-        """An LLMError whose message never contains the API key (error bodies may echo it)."""
-        return LLMError(kind, self._redact(message), status, retryable)
-
-    def _shape_error(self, what: str, body: Any) -> LLMError:
-        text = body if isinstance(body, str) else json.dumps(body)
-        return self._error("bad_response", f"{what}: unexpected response shape: {self._excerpt(text)}")
-
-    def _excerpt(self, text: str) -> str:
-        """At most EXCERPT_CHARS of a body for an error message: one line, the key redacted before cutting."""
-        text = " ".join(self._redact(text).split())
-        return text if len(text) <= EXCERPT_CHARS else text[:EXCERPT_CHARS - 3] + "..."
-
-    def _redact(self, text: str) -> str:
-        return text.replace(self._api_key, "<api key>") if self._api_key else text
 
     def _with_retries(self, attempt: Callable[[], T], deadline: float | None = None) -> T:
         for attempt_no in range(self.max_retries + 1):
@@ -360,16 +295,5 @@ class LLMClient:
             headers["Authorization"] = f"Bearer {self._api_key}"
         return headers
 
-
-def _mentions_context_length(text: str) -> bool:
-    return any(marker in text.lower() for marker in CONTEXT_LENGTH_MARKERS)
-
-
-def _retry_after_seconds(value: str | None) -> float | None:
-    """Retry-After in seconds (the HTTP-date form is ignored), capped at MAX_RETRY_AFTER_S."""
-    try:
-        return min(max(float(value), 0.0), MAX_RETRY_AFTER_S) if value is not None else None
-    except ValueError:
-        return None
 
 __all__ = ["Completion", "LLMClient", "LLMError", "trim_messages"]
