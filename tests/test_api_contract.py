@@ -12,7 +12,7 @@ from app import create_app
 from app.extensions import db
 from app.web.api import ROUTES
 from app.web.api.openapi import openapi_path
-from app.web.api.schemas import NO_NUL
+from app.web.api.schema_base import NO_NUL
 from tests.conftest import free_port
 
 

@@ -9,7 +9,9 @@ from app.services import activity as service
 from app.web.api import responses as r
 from app.web.api.responses.activity import ActivityType
 from app.web.api.routing import bp, paged, route
-from app.web.api.schemas import Id, Page, When
+from app.web.api.schema_base import Page
+from app.web.api.schemas import Id
+from app.web.api.when import When
 
 
 class ActivityFilters(Page):

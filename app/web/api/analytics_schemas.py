@@ -6,7 +6,9 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from app.services.analytics_query import Filters
-from app.web.api.schemas import Body, Id, Page, Query, When
+from app.web.api.schema_base import Body, Page, Query
+from app.web.api.schemas import Id
+from app.web.api.when import When
 
 GroupBy = Literal["project", "agent", "persona", "model"]
 Usd = Annotated[float, Field(ge=0, le=1e9, allow_inf_nan=False)]

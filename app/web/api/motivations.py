@@ -12,7 +12,8 @@ from app.services import motivations as service
 from app.services.motivations import EVENT_TYPES, METRICS, OPS
 from app.web.api import responses as r
 from app.web.api.routing import actor_name, bp, paged, route
-from app.web.api.schemas import BeadType, Body, Id, LongText, Name, Page, Priority, Tag, Title
+from app.web.api.schema_base import Body, Page
+from app.web.api.schemas import BeadType, Id, LongText, Name, Priority, Tag, Title
 from workers.dispatch import request_dispatch
 
 ONE = "/motivations/<id:motivation_id>"

@@ -11,7 +11,7 @@ from app.services import notifications as service
 from app.web.api import responses as r
 from app.web.api.responses.activity import NotificationType
 from app.web.api.routing import bp, paged, route
-from app.web.api.schemas import Body, Page
+from app.web.api.schema_base import Body, Page
 from app.web.security import current_principal
 
 Clock = Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="HH:MM, UTC")]

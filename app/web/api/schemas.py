@@ -1,12 +1,13 @@
 """Request bodies and query strings of the JSON API as pydantic models (also the OpenAPI schemas)."""
 from __future__ import annotations
 
-import re
-from datetime import UTC, date, datetime, timedelta
-from typing import Annotated, Any, ClassVar, Literal
+from datetime import datetime
+from typing import Annotated, ClassVar, Literal
 
 from app.bus import EVENT_ID_PATTERN
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
+from app.web.api.schema_base import Body, Page, Query
+from app.web.api.when import When, in_utc_range
+from pydantic import AwareDatetime, BeforeValidator, Field, field_validator
 
 Id = Annotated[int, Field(ge=1, le=2_147_483_647)]
 Priority = Annotated[int, Field(ge=0, le=3, description="0 = P0 (highest) .. 3 = P3")]
@@ -18,130 +19,6 @@ BeadType = Literal["task", "bug", "feature", "epic", "decision"]
 BeadStatus = Literal["open", "in_progress", "blocked", "closed"]
 GitStrategy = Literal["direct", "branch"]
 Role = Literal["admin", "user", "viewer", "service"]
-
-
-RELATIVE = re.compile(r"^(\d{1,6})([mhdw])$")
-UNENCODED_PLUS = re.compile(r"(T\d\d:\d\d(?::\d\d(?:\.\d+)?)?) (\d\d:\d\d)$")  # "+01:00" sent unencoded
-UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-
-
-def parse_when(value: object) -> datetime:
-    """ISO 8601 (a date means its UTC midnight; no zone means UTC), or a span back from now: 15m, 24h, 7d, 2w."""
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    if not isinstance(value, str):
-        raise ValueError("expected a time: ISO 8601 or a span like 24h")
-    text = UNENCODED_PLUS.sub(r"\1+\2", value.strip())
-    relative = RELATIVE.match(text)
-    if relative:
-        try:
-            return in_utc_range(datetime.now(UTC) - timedelta(**{UNITS[relative.group(2)]: int(relative.group(1))}))
-        except OverflowError:  # further back than a datetime goes (year 1): from the beginning
-            return EARLIEST
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        try:
-            moment = datetime.combine(date.fromisoformat(text), datetime.min.time())
-        except ValueError:
-            raise ValueError("expected ISO 8601 (2026-01-31 or 2026-01-31T12:00:00Z) or a span like 15m, 24h, "
-                             "7d, 2w") from None
-    return in_utc_range(moment)
-
-
-EARLIEST, LATEST = datetime(1970, 1, 1, tzinfo=UTC), datetime(9000, 1, 1, tzinfo=UTC)
-
-
-def in_utc_range(moment: datetime) -> datetime:
-    """The time in UTC (no zone means UTC), brought within 1970-9000: nothing Loom keeps is older, and a time in
-    year 1 or 9999 means "from the beginning" or "no end" (year 1 in +14:00 is before year 1 in UTC: the
-    arithmetic on such a time overflowed into a 500)."""
-    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-    try:
-        moment = moment.astimezone(UTC)
-    except OverflowError:
-        return EARLIEST if moment.year < 1970 else LATEST
-    return min(max(moment, EARLIEST), LATEST)
-
-
-When = Annotated[datetime, BeforeValidator(parse_when),
-                 Field(description="ISO 8601 time or date (UTC unless a zone is given), or a span back from "
-                                   "now: 15m, 24h, 7d, 2w")]
-
-
-NO_NUL = "^[^\\x00]*$"
-
-
-def _no_nul(value: Any) -> Any:
-    if isinstance(value, str) and "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    if isinstance(value, list):
-        for item in value:
-            _no_nul(item)
-    return value
-
-
-def _document_no_nul(schema: dict) -> None:
-    """The documented side of `_no_nul`: every free-text field (or list item) matches NO_NUL."""
-    for prop in schema.get("properties", {}).values():
-        for option in prop.get("anyOf", [prop]):
-            target = option.get("items", {}) if option.get("type") == "array" else option
-            if target.get("type") == "string" and "pattern" not in target and "enum" not in target \
-                    and "const" not in target:
-                target["pattern"] = NO_NUL
-
-
-def _document_body(schema: dict, model: type[Body]) -> None:
-    """...and `not_null` fields are documented as optional but never null."""
-    _document_no_nul(schema)
-    for name in model.not_null:
-        prop = schema["properties"][name]
-        options = [option for option in prop.pop("anyOf") if option != {"type": "null"}]
-        prop.pop("default", None)
-        if len(options) == 1:
-            prop.update(options[0])
-        else:
-            prop["anyOf"] = options
-
-
-class Body(BaseModel):
-    """JSON bodies: strict types (no "2" for 2), unknown fields refused, no NUL characters, and no null for
-    the fields in `not_null` (PATCH fields that may be left out but have no "nothing" value)."""
-
-    model_config = ConfigDict(strict=True, extra="forbid", json_schema_extra=_document_body)
-    not_null: ClassVar[frozenset[str]] = frozenset()
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _null_only_where_meant(cls, value: Any, info: ValidationInfo) -> Any:
-        if value is None and info.field_name in cls.not_null:
-            raise ValueError("must not be null (leave the field out to keep its value)")
-        return value
-
-    @field_validator("*")
-    @classmethod
-    def _text_is_clean(cls, value: Any) -> Any:
-        return _no_nul(value)
-
-    def given(self) -> dict:
-        """Only the fields the client actually sent (for PATCH)."""
-        return self.model_dump(exclude_unset=True)
-
-
-class Query(BaseModel):
-    """Query strings: values arrive as text and are coerced; unknown parameters are refused."""
-
-    model_config = ConfigDict(extra="forbid", json_schema_extra=_document_no_nul)
-
-    @field_validator("*")
-    @classmethod
-    def _text_is_clean(cls, value: Any) -> Any:
-        return _no_nul(value)
-
-
-class Page(Query):
-    limit: int = Field(50, ge=1, le=500)
-    offset: int = Field(0, ge=0, le=10_000_000)
 
 
 # --- auth and users
