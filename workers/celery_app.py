@@ -13,7 +13,7 @@ from celery.signals import setup_logging, worker_init
 
 from app import create_app
 from app.logging_setup import configure_logging
-from workers import dispatch, loop, maintenance, motivations, team  # noqa: F401  (importing registers the tasks)
+from workers import dispatch, loop, maintenance, motivations, team, turn_control  # noqa: F401 (tasks, loom_turns)
 
 flask_app = create_app()
 celery_app = flask_app.extensions["celery"]

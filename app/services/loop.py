@@ -23,7 +23,7 @@ from app.extensions import db
 from app.llm import LLMClient
 from app.logging_setup import log_context
 from app.models import Agent, Bead, Persona, Project, Run, Step, utcnow
-from app.services import beads, bead_graph, loop_llm, prompts, turns, workspace
+from app.services import beads, bead_graph, loop_llm, prompts, turn_watch, turns, workspace
 from app.services.action_parser import parse_reply
 from app.services.actions import ActionContext, apply_actions
 from app.services.errors import ServiceError
@@ -191,6 +191,8 @@ def _run_step(run_id: int, llm: LLMClient, settings: LoopSettings) -> StepOutcom
             return StepOutcome(False, reason="paused for pairing", project_id=outcome.project_id)
         return outcome
     finally:
+        if lock.held:
+            turn_watch.end_turn(run_id)
         lock.release()
 
 
@@ -234,6 +236,8 @@ def _turn(row, llm: LLMClient, settings: LoopSettings, exclusive: bool) -> StepO
         db.session.rollback()
         finish_run(run, "abandoned", "lease lost")
         return StepOutcome(False, reason="stale", project_id=run.project_id)
+    if exclusive:  # under the run's lock: Ralph resumes the run at once if this worker dies mid-turn
+        turn_watch.note_turn(run_id, seq)
     steps = db.session.scalars(select(Step).where(Step.run_id == run.id).order_by(Step.seq)).all()
     step = next((s for s in steps if s.seq == seq), None)
     if step is None and not worktree_ready(run, project, settings):  # the bead's first turn: before any LLM call

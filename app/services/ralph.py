@@ -2,7 +2,8 @@
 
 1. reset zombie agents (working, no heartbeat, no live lease) and abandon their runs;
 2. beads whose lease expired (their worker died): resume the run from its last applied step, or
-   reopen the bead after too many resumes;
+   reopen the bead after too many resumes; a turn whose worker died mid-way (app/services/turn_watch.py) ends
+   its bead's lease at once, so its run resumes without waiting for the lease to run out;
 3. block beads that keep being dispatched without finishing, for the triage persona;
 4. retry provider-blocked beads once the provider is healthy again (never budget blocks);
 5. release budget reservations of LLM calls that never settled (their worker died).
@@ -22,7 +23,7 @@ from sqlalchemy import select, update
 
 from app.extensions import db
 from app.models import Agent, Bead, Run, utcnow
-from app.services import beads, budgets
+from app.services import beads, budgets, turn_watch
 from app.services.events import emit
 from app.services.logs import record_log
 
@@ -131,6 +132,43 @@ def reclaim_expired_leases(now: datetime | None = None, settings: RalphSettings 
     return reopened, resumed
 
 
+def end_leases_of_dead_turns(redis_client, now: datetime) -> list[int]:
+    """Runs whose loop turn lost its worker mid-way (app/services/turn_watch.py: the turn's lock lapsed, its step
+    never applied, its worker does not name it): their bead's lease ends now (fenced), for reclaim_expired_leases
+    to resume them in this same tick."""
+    try:
+        lapsed = turn_watch.lapsed_turns(redis_client)
+    except redis.RedisError as exc:  # the leases still run out: only the shortcut is missed
+        log.warning("dead turns not looked for (Redis unavailable: %s)", exc)
+        return []
+    runs = {turn.run_id: db.session.get(Run, turn.run_id) for turn in lapsed}
+    stuck = [turn for turn in lapsed if (run := runs[turn.run_id]) is not None and run.status == "running"
+             and run.iterations < turn.seq]
+    taking = turn_watch.turns_of(current_app.extensions["celery"], {t.node for t in stuck}) if stuck else {}
+    ended = []
+    for turn in lapsed:
+        run = runs[turn.run_id]
+        if turn in stuck:
+            if taking is None or turn.run_id in taking.get(turn.node, ()):
+                continue  # the broker away, or a turn that lost its lock (Redis was away) but goes on: next tick
+            if db.session.execute(
+                    update(Bead).where(Bead.id == run.bead_id, Bead.status == "in_progress",
+                                       Bead.fencing_token == run.fencing_token, Bead.lease_expires_at >= now)
+                    .values(lease_expires_at=now - timedelta(microseconds=1))
+                    .execution_options(synchronize_session=False)).rowcount:
+                db.session.commit()
+                ended.append(turn.run_id)
+                _action("turn_lost", f"run {turn.run_id}: worker {turn.node} (pid {turn.pid}) died during step "
+                        f"{turn.seq}; the run resumes now rather than when its lease runs out",
+                        project_id=run.project_id, bead_id=run.bead_id, agent_id=run.agent_id)
+        db.session.rollback()
+        try:
+            turn_watch.forget(redis_client, turn)
+        except redis.RedisError:
+            pass
+    return ended
+
+
 ORPHAN_GRACE = timedelta(seconds=30)  # a loop that saw its bead change finishes its own run within this
 
 
@@ -193,6 +231,7 @@ def run_tick(redis_client, settings: RalphSettings | None = None, *, provider_he
     settings, now = settings or RalphSettings(), now or utcnow()
     started = time.perf_counter()
     zombies = reset_zombie_agents(now, settings)
+    lost = end_leases_of_dead_turns(redis_client, now)
     reopened, resumed = reclaim_expired_leases(now, settings)
     orphaned = end_orphaned_runs(now)
     blocked = block_error_loops(settings)
@@ -200,12 +239,14 @@ def run_tick(redis_client, settings: RalphSettings | None = None, *, provider_he
     released = budgets.release_stale_reservations(settings.reservation_seconds, now)
     if released:
         _action("reservations_released", f"{released} budget reservations of LLM calls that never settled released")
-    summary = {"ts": now.isoformat(), "zombies": zombies, "reclaimed": reopened, "resumed": [r for r, _ in resumed],
-               "blocked": blocked, "recovered": recovered, "orphaned_runs": orphaned, "reservations_released": released,
+    summary = {"ts": now.isoformat(), "zombies": zombies, "lost_turns": lost, "reclaimed": reopened,
+               "resumed": [r for r, _ in resumed], "blocked": blocked, "recovered": recovered,
+               "orphaned_runs": orphaned, "reservations_released": released,
                "duration_ms": round((time.perf_counter() - started) * 1000, 2)}
     redis_client.set(HEARTBEAT_KEY, json.dumps(summary), ex=300)
     emit("ralph.tick", data={"duration_ms": summary["duration_ms"], "actions": sum(
-        len(summary[k]) for k in ("zombies", "reclaimed", "resumed", "blocked", "recovered", "orphaned_runs"))})
+        len(summary[k]) for k in ("zombies", "lost_turns", "reclaimed", "resumed", "blocked", "recovered",
+                                  "orphaned_runs"))})
     summary["resume"] = resumed  # (run, project) pairs for the task to enqueue
     return summary
 
