@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.extensions import db
-from app.services import beads, decisions, sandbox, workspace, workspace_files
+from app.services import bead_comments, beads, decisions, sandbox, workspace, workspace_files
 from app.services.action_parser import MUTATING, TERMINAL, validate_action
 from app.services.errors import ServiceError
 from app.services.events import emit
@@ -113,7 +113,7 @@ def _apply_one(ctx: ActionContext, action: dict, index: int, outcome: TurnOutcom
                                     created_by=ctx.agent_name, origin_key=key)
         return _ok(kind, f"created bead #{created.id}: {created.title}")
     if kind == "comment":
-        beads.add_comment(ctx.bead_id, ctx.agent_name, action["text"], origin_key=key)
+        bead_comments.add_comment(ctx.bead_id, ctx.agent_name, action["text"], origin_key=key)
         return _ok(kind, "comment added")
     if kind == "escalate":
         decision = decisions.escalate(ctx.bead_id, action["reason"], question=action.get("question"),

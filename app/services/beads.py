@@ -1,4 +1,4 @@
-"""Bead CRUD: create, read, list with filters, update, close/unblock/reopen, delete, comments."""
+"""Bead CRUD: create, read, list with filters, update, close/unblock/reopen, delete (comments: bead_comments.py)."""
 from __future__ import annotations
 
 import logging
@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from sqlalchemy import exists, select
 
 from app.extensions import db
-from app.models import BEAD_STATUSES, BEAD_TYPES, Agent, Bead, BeadDependency, BeadTag, Comment, User, utcnow
+from app.models import BEAD_STATUSES, BEAD_TYPES, Agent, Bead, BeadDependency, BeadTag, User, utcnow
 from app.services import bead_graph, workspace_cleanup
 from app.services.workspace import WorkspaceError
 from app.services.events import emit
@@ -292,26 +292,3 @@ def delete_bead(bead_id: int, force: bool = False, data_dir: str | None = None) 
     emit("bead.deleted", project_id=project_id, bead_id=bead_id)
     if freed is not None:
         emit("agent.status_changed", project_id=project_id, agent_id=freed, data={"status": "idle"})
-
-
-def add_comment(bead_id: int, author: str, text: str, origin_key: str | None = None) -> Comment:
-    """Comment on a bead; with an `origin_key` a repeated call returns the first comment instead."""
-    bead = get_bead(bead_id)
-    if not text.strip():
-        raise ValidationError("text must not be empty", "text")
-    if origin_key is not None:
-        existing = db.session.scalar(select(Comment).where(Comment.origin_key == origin_key))
-        if existing is not None:
-            return existing
-    comment = Comment(bead_id=bead_id, author=author, text=text, origin_key=origin_key)
-    db.session.add(comment)
-    db.session.commit()
-    emit("bead.commented", project_id=bead.project_id, bead_id=bead_id,
-         data={"author": author, "text": text[:500]})
-    return comment
-
-
-def list_comments(bead_id: int, limit: int = 50, offset: int = 0) -> tuple[list[Comment], int]:
-    get_bead(bead_id)
-    query = select(Comment).where(Comment.bead_id == bead_id)
-    return paging.page(query, Comment.id, limit=limit, offset=offset)

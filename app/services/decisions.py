@@ -5,7 +5,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import Bead, User
-from app.services import bead_graph, beads
+from app.services import bead_comments, bead_graph, beads
 from app.services.errors import Conflict, NotFound
 from app.services import paging
 
@@ -68,7 +68,7 @@ def decide(decision_id: int, decision: str, rationale: str | None, actor: str) -
         text = f"Decision on #{decision_id} by {actor}: {decision}"
         if rationale:
             text += f"\nRationale: {rationale}"
-        beads.add_comment(origin.id, actor, text)
+        bead_comments.add_comment(origin.id, actor, text)
         if origin.status == "blocked" and origin.block_kind == "escalation":
             try:
                 beads.unblock_bead(origin.id, f"decision #{decision_id} made")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import current_app
 
-from app.services import bead_graph
+from app.services import bead_comments, bead_graph
 from app.services import beads as service
 from app.web.api import responses as r
 from app.web.api import schemas as s
@@ -91,11 +91,11 @@ def close_bead(bead_id: int, body: s.Reason):
 @route(bp, ONE + "/comments", permission="beads:read", summary="List a bead's comments", tag="beads",
        query=s.Page, response=r.page_of(r.Comment))
 def list_comments(bead_id: int, query: s.Page):
-    items, total = service.list_comments(bead_id, query.limit, query.offset)
+    items, total = bead_comments.list_comments(bead_id, query.limit, query.offset)
     return paged([c.to_dict() for c in items], total, query)
 
 
 @route(bp, ONE + "/comments", methods=("POST",), permission="beads:write", status=201, tag="beads",
        summary="Comment on a bead", body=s.CommentCreate, response=r.Comment)
 def add_comment(bead_id: int, body: s.CommentCreate):
-    return service.add_comment(bead_id, body.author or actor_name(), body.text).to_dict(), 201
+    return bead_comments.add_comment(bead_id, body.author or actor_name(), body.text).to_dict(), 201

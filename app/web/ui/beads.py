@@ -5,7 +5,7 @@ from flask import render_template, request
 
 from app.models import BEAD_STATUSES, BEAD_TYPES
 from app.services import agents as agent_service
-from app.services import bead_graph, runs
+from app.services import bead_comments, bead_graph, runs
 from app.services import beads as bead_service
 from app.services import projects as project_service
 from app.web.ui.pages import page
@@ -47,7 +47,7 @@ def bead_detail(bead_id: int):
     view = bead_service.bead_view(bead)
     steps, step_total = runs.list_steps(bead_id, limit=500)
     run_items, _ = runs.list_runs(bead_id, limit=100)
-    comments, _ = bead_service.list_comments(bead_id, limit=500)
+    comments, _ = bead_comments.list_comments(bead_id, limit=500)
     project = project_service.get_project(bead.project_id)
     agents, _ = agent_service.list_agents(project_id=bead.project_id, limit=500)
     return render_template("ui/bead_detail.html", bead=view, project=project.to_dict(),
