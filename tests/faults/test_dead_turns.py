@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 
 import redis
 
@@ -16,6 +17,7 @@ from app.services import turn_watch
 from app.services.turns import lock_key
 from tests.conftest import ROOT
 from tests.test_engine import Client
+from tests.test_engine_workers import stop
 
 LEASE_SECONDS = 300
 SLEEP_S = 8
@@ -33,13 +35,26 @@ def _spawn(cmd: list[str], env: dict, log_path) -> subprocess.Popen:
                                 stdout=log, stderr=subprocess.STDOUT)
 
 
-def _start(make_engine, tmp_path):
+@dataclass
+class Stack:
+    env: dict
+    api: Client
+    project: dict
+    redis: redis.Redis
+    worker: subprocess.Popen
+    beat: subprocess.Popen
+
+
+def _start(make_engine, tmp_path) -> Stack:
+    """An engine with a 300 s lease, one agent, one worker process and Beat firing Ralph every second."""
     engine = make_engine(SCRIPT, LEASE_SECONDS=LEASE_SECONDS, RALPH_INTERVAL=1.0, DEFAULT_TEAM="")
     env = {**engine.env(), "LOOM_RALPH_INTERVAL": "1"}
     api = Client(engine.app)
     project = api("post", "/projects", json={"name": "dead turns"})
     api("post", "/agents", json={"name": "sleeper", "persona": "engineer", "project_id": project["id"]})
-    return engine, env, api, project
+    return Stack(env, api, project, redis.Redis.from_url(engine.redis_url), _worker(env, tmp_path),
+                 _spawn(["beat", "-s", str(tmp_path / "beat-schedule"), "--loglevel", "WARNING"], env,
+                        tmp_path / "beat.log"))
 
 
 def _worker(env, tmp_path) -> subprocess.Popen:  # always the same node name, as `make run` restarts it
@@ -67,17 +82,6 @@ def _wait_closed(api, bead_id: int, timeout_s: float) -> float:
     raise AssertionError(f"bead {bead_id} not closed within {timeout_s} s: {api('get', f'/beads/{bead_id}')}")
 
 
-def _stop(*procs: subprocess.Popen) -> None:
-    for proc in procs:
-        proc.terminate()
-    for proc in procs:
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def _run(api, bead_id: int, run_id: int) -> dict:
     runs = api("get", f"/beads/{bead_id}/runs")["items"]
     assert [r["id"] for r in runs] == [run_id], runs  # one run all along: resumed, never restarted
@@ -90,22 +94,20 @@ def _lost_turn_actions(api, project_id: int) -> list[dict]:
 
 
 def test_a_worker_killed_mid_turn_is_resumed_long_before_the_lease_ends(make_engine, tmp_path):
-    engine, env, api, project = _start(make_engine, tmp_path)
-    client = redis.Redis.from_url(engine.redis_url)
-    worker = _worker(env, tmp_path)
-    beat = _spawn(["beat", "-s", str(tmp_path / "beat-schedule"), "--loglevel", "WARNING"], env, tmp_path / "beat.log")
+    stack = _start(make_engine, tmp_path)
+    api, project, client = stack.api, stack.project, stack.redis
     try:
         bead = api("post", "/beads", json={"project_id": project["id"], "title": "sleep"})
         run_id, note = _noted_turn(client)
-        assert note["pid"] == worker.pid and note["node"].startswith("turns@")
+        assert note["pid"] == stack.worker.pid and note["node"].startswith("turns@")
         time.sleep(1)  # inside the command now
-        os.kill(worker.pid, signal.SIGKILL)
-        worker.wait()
+        os.kill(stack.worker.pid, signal.SIGKILL)
+        stack.worker.wait()
         killed = time.monotonic()
-        worker = _worker(env, tmp_path)  # the same node name again, another process
+        stack.worker = _worker(stack.env, tmp_path)  # the same node name again, another process
         took = _wait_closed(api, bead["id"], 150)
     finally:
-        _stop(worker, beat)
+        stop([stack.worker, stack.beat])
     run = _run(api, bead["id"], run_id)
     print(f"\nclosed {took:.1f} s after the kill (lease {LEASE_SECONDS} s); resumes={run['resumes']}")
     assert time.monotonic() - killed < LEASE_SECONDS / 2  # the lease never ran out: Ralph saw the turn die
@@ -116,17 +118,15 @@ def test_a_worker_killed_mid_turn_is_resumed_long_before_the_lease_ends(make_eng
 
 
 def test_a_turn_that_lost_its_lock_but_goes_on_is_not_resumed(make_engine, tmp_path):
-    engine, env, api, project = _start(make_engine, tmp_path)
-    client = redis.Redis.from_url(engine.redis_url)
-    worker = _worker(env, tmp_path)
-    beat = _spawn(["beat", "-s", str(tmp_path / "beat-schedule"), "--loglevel", "WARNING"], env, tmp_path / "beat.log")
+    stack = _start(make_engine, tmp_path)
+    api, project, client = stack.api, stack.project, stack.redis
     try:
         bead = api("post", "/beads", json={"project_id": project["id"], "title": "sleep"})
         run_id, _ = _noted_turn(client)
         assert client.delete(lock_key(run_id)) == 1  # as when Redis was away longer than the lock lives
         _wait_closed(api, bead["id"], 120)  # the turn is judged at least once (5 s old, ticks every second)
     finally:
-        _stop(worker, beat)
+        stop([stack.worker, stack.beat])
     run = _run(api, bead["id"], run_id)
     assert run["resumes"] == 0 and run["status"] == "finished"
     assert _lost_turn_actions(api, project["id"]) == []
