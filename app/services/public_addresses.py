@@ -38,7 +38,7 @@ def resolve(host: str, port: int) -> list[str]:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except UnicodeError as exc:
         raise OSError(f"{host} is not a valid host name") from exc
-    return sorted({info[4][0] for info in infos})
+    return list(dict.fromkeys(info[4][0] for info in infos))  # the resolver's order (its preference), once each
 
 
 def first_private(host: str, port: int) -> str | None:
