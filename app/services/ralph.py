@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 
 import redis
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import exists, select, update
 
 from app.extensions import db
 from app.models import Agent, Bead, Run, utcnow
@@ -153,7 +153,9 @@ def end_leases_of_dead_turns(redis_client, now: datetime) -> list[int]:
                 continue  # the broker away, or a turn that lost its lock (Redis was away) but goes on: next tick
             if db.session.execute(
                     update(Bead).where(Bead.id == run.bead_id, Bead.status == "in_progress",
-                                       Bead.fencing_token == run.fencing_token, Bead.lease_expires_at >= now)
+                                       Bead.fencing_token == run.fencing_token, Bead.lease_expires_at >= now,
+                                       exists().where(Run.id == turn.run_id, Run.status == "running",
+                                                      Run.iterations < turn.seq))  # still stuck, as read
                     .values(lease_expires_at=now - timedelta(microseconds=1))
                     .execution_options(synchronize_session=False)).rowcount:
                 db.session.commit()

@@ -88,15 +88,19 @@ class RunLock:
         started = time.monotonic()
         deadline, lease_due = started + MAX_HOLD_S, started + (self._keep_lease.every_s if self._keep_lease else 0)
         period = min(self._renew_every_s, self._keep_lease.every_s) if self._keep_lease else self._renew_every_s
+        locked = True
         while not self._stop.wait(period) and time.monotonic() < deadline:
-            if self._keep_lease is not None and time.monotonic() >= lease_due:
+            if locked:  # first: a slow lease write must not let the lock lapse
+                try:
+                    self._lock.reacquire()
+                except (LockError, redis.RedisError) as exc:  # lost it: the step ledger still guards the run
+                    log.warning("run %s: lock renewal failed (%s)", self.run_id, exc)
+                    locked = False
+                    if self._keep_lease is None:
+                        return
+            if self._keep_lease is not None and time.monotonic() >= lease_due:  # the turn goes on: so does its lease
                 self._keep_lease.extend()
                 lease_due = time.monotonic() + self._keep_lease.every_s
-            try:
-                self._lock.reacquire()
-            except (LockError, redis.RedisError) as exc:  # lost it: the step ledger still guards the run
-                log.warning("run %s: lock renewal failed (%s)", self.run_id, exc)
-                return
 
     def release(self) -> None:
         """Idempotent; a lock that expired meanwhile is simply gone."""
