@@ -227,9 +227,12 @@ def test_a_chunked_body_over_the_limit_is_a_413_not_half_a_body(live_server, api
         assert big.status_code == 413 and big.json()["error"]["code"], big.text[:200]
         small = http.post("/api/v1/beads", content=chunks(1))  # chunked and small: as any other body
         assert small.status_code == 201 and small.json()["title"] == "chunked"
+        limit = 2 * 1024 * 1024
+        exact = http.post("/api/v1/beads", content=[head, b" " * (limit - len(head))])  # exactly the limit: whole
+        assert exact.status_code == 201 and exact.json()["title"] == "chunked", exact.text[:200]
         titles = [b["title"] for b in http.get("/api/v1/beads", params={"project_id": project_id,
                                                                          "limit": 500}).json()["items"]]
-    assert titles.count("chunked") == 1  # nothing was made of the cut body
+    assert titles.count("chunked") == 2  # the small body and the one of exactly the limit; nothing of the cut one
 
 
 @pytest.mark.parametrize("framing", ["chunked", "content-length"])

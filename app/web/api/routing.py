@@ -17,6 +17,7 @@ from typing import Any
 from flask import Blueprint, current_app, g, request
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticError
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from app.services.errors import ServiceError, ValidationError
 from app.web.security import require
@@ -61,11 +62,12 @@ def json_number(text: str) -> int | float:
 
 def request_body() -> bytes:
     """The body, whole. A chunked one (no Content-Length) is read up to LOOM_MAX_CONTENT_LENGTH by Werkzeug, which
-    then stops without a word: one more byte asked for tells whether it went on (then 413, not half a body)."""
+    then stops without a word: one more byte of the raw input tells whether it went on (then 413, not half a
+    body; a body of exactly the limit is whole)."""
     raw = request.get_data(cache=True)
     if request.content_length is None and request.max_content_length is not None \
-            and len(raw) >= request.max_content_length:
-        request.stream.read(1)  # raises RequestEntityTooLarge: the stream was cut at the limit
+            and len(raw) >= request.max_content_length and request.environ["wsgi.input"].read(1):
+        raise RequestEntityTooLarge()
     return raw
 
 
